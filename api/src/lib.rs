@@ -1,0 +1,6 @@
+//! The crewgraph HTTP API: thin handlers over `crewgraph-core`.
+
+pub mod error;
+pub mod middleware;
+pub mod routes;
+pub mod startup;

@@ -1,0 +1,106 @@
+//! `crewgraph-api`: serve the API (default), `migrate`, or print the OpenAPI document.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use crewgraph_api::startup::{AppState, Application, openapi_json};
+use crewgraph_core::config::{Component, Config};
+use crewgraph_core::{db, telemetry};
+
+/// Exit code for invalid configuration (sysexits' EX_CONFIG).
+const EXIT_CONFIG: u8 = 78;
+/// How long `migrate` and `--migrate` wait for the database to come up.
+const DATABASE_PATIENCE: Duration = Duration::from_secs(60);
+
+#[derive(Parser)]
+#[command(name = "crewgraph-api", version, about = "crewgraph REST/SSE API")]
+struct Cli {
+    /// Apply pending database migrations before serving.
+    #[arg(long)]
+    migrate: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI document and exit (no database needed).
+    Openapi,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Openapi = command {
+        println!("{}", openapi_json());
+        return ExitCode::SUCCESS;
+    }
+    let component = match command {
+        Command::Migrate => Component::Maintenance,
+        _ => Component::Api,
+    };
+    let config = match Config::from_env(component) {
+        Ok(config) => config,
+        Err(e) => {
+            eprint!("crewgraph-api: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    telemetry::init(&config.log);
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let result = match command {
+        Command::Migrate => migrate(&config).await,
+        _ => serve(config, cli.migrate).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(
+                error = format!("{e:#}"),
+                "crewgraph-api stopped with an error"
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let db = db::connect_with_patience(&config.database, DATABASE_PATIENCE).await?;
+    let applied = crewgraph_migrations::migrate_up(&db).await?;
+    tracing::info!(applied = ?applied, "migrations up to date");
+    db.close().await?;
+    Ok(())
+}
+
+async fn serve(config: Config, migrate_first: bool) -> anyhow::Result<()> {
+    if migrate_first {
+        migrate(&config).await?;
+    }
+    let db = db::connect_lazy(&config.database).await?;
+    let state = AppState {
+        db,
+        config: Arc::new(config),
+    };
+    let app = Application::bind(state).await?;
+    let addr = app
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "?".into());
+    tracing::info!(
+        addr = %addr,
+        docs = %format!("http://{addr}/docs"),
+        "crewgraph-api listening"
+    );
+    app.run_until_stopped().await?;
+    tracing::info!("crewgraph-api stopped");
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! `/health` (liveness) and `/ready` (readiness).
+
+use std::time::Duration;
+
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::ApiTags;
+use crate::error::ErrorBody;
+use crate::startup::AppState;
+
+pub struct HealthApi;
+
+#[derive(Debug, Object)]
+pub struct HealthStatus {
+    /// Always `ok` when the process answers.
+    pub status: String,
+    /// The version of the running build.
+    pub version: String,
+}
+
+#[derive(Debug, Object)]
+pub struct ReadyStatus {
+    /// `ready`.
+    pub status: String,
+    /// `ok` when the database answered.
+    pub database: String,
+    /// How many migrations this build knows (all of them applied).
+    pub migrations_applied: u32,
+}
+
+#[derive(ApiResponse)]
+pub enum ReadyResponse {
+    /// The database answers and every migration is applied.
+    #[oai(status = 200)]
+    Ready(Json<ReadyStatus>),
+    /// The database is unreachable or migrations are pending; `details` says which.
+    #[oai(status = 503)]
+    NotReady(Json<ErrorBody>),
+}
+
+/// How long readiness waits for the database before calling it unreachable.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[OpenApi(tag = "ApiTags::Operations")]
+impl HealthApi {
+    /// Liveness: the process is up. Never touches the database.
+    #[oai(path = "/health", method = "get", operation_id = "health")]
+    async fn health(&self) -> Json<HealthStatus> {
+        Json(HealthStatus {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        })
+    }
+
+    /// Readiness: the database answers and every migration is applied.
+    #[oai(path = "/ready", method = "get", operation_id = "ready")]
+    async fn ready(&self, state: Data<&AppState>) -> ReadyResponse {
+        let check = tokio::time::timeout(
+            READINESS_TIMEOUT,
+            crewgraph_migrations::pending_migrations(&state.db),
+        )
+        .await;
+        let (code, message, details) = match check {
+            Ok(Ok(pending)) if pending.is_empty() => {
+                return ReadyResponse::Ready(Json(ReadyStatus {
+                    status: "ready".into(),
+                    database: "ok".into(),
+                    migrations_applied: crewgraph_migrations::migration_names().len() as u32,
+                }));
+            }
+            Ok(Ok(pending)) => (
+                "migrations_pending",
+                format!(
+                    "{} migration(s) are not applied: run `crewgraph-api migrate`",
+                    pending.len()
+                ),
+                serde_json::json!({ "pending": pending }),
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: database error");
+                (
+                    "database_unavailable",
+                    "the database is unreachable".into(),
+                    serde_json::json!({ "cause": database_cause(&e) }),
+                )
+            }
+            Err(_) => (
+                "database_unavailable",
+                "the database did not answer in time".into(),
+                serde_json::json!({ "timeout_ms": READINESS_TIMEOUT.as_millis() as u64 }),
+            ),
+        };
+        ReadyResponse::NotReady(Json(ErrorBody {
+            error: crate::error::ErrorDetail {
+                code: code.into(),
+                message,
+                details: Some(details),
+            },
+        }))
+    }
+}
+
+/// A short cause for operators. sqlx errors name the failure (refused, timed out, auth),
+/// never the URL or its password.
+fn database_cause(err: &sea_orm::DbErr) -> String {
+    let text = err.to_string();
+    text.chars().take(300).collect()
+}

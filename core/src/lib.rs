@@ -1,0 +1,7 @@
+//! crewgraph's domain: everything the API and the worker share and everything that can be
+//! tested without HTTP (DESIGN §9).
+
+pub mod config;
+pub mod db;
+pub mod shutdown;
+pub mod telemetry;
