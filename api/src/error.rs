@@ -2,6 +2,7 @@
 //! poem-openapi's — becomes the JSON body of DESIGN §6:
 //! `{"error": {"code": "...", "message": "...", "details": ...}}`.
 
+use crewgraph_core::error::CoreError;
 use poem::error::{MethodNotAllowedError, NotFoundError, ResponseError};
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
@@ -53,9 +54,9 @@ pub enum ApiError {
     /// 401: missing, invalid or expired credentials.
     #[error("{0}")]
     Unauthorized(String),
-    /// 403: authenticated, but this role may not do this.
-    #[error("{0}")]
-    Forbidden(String),
+    /// 403: authenticated, but this role may not do this (or the feature is switched off).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
     /// 404: no such resource *for this caller* (someone else's resource is also 404).
     #[error("{0}")]
     NotFound(String),
@@ -103,7 +104,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Forbidden { code, .. } => code,
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict { code, .. } => code,
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
@@ -127,12 +128,69 @@ impl ApiError {
     }
 }
 
+/// The one mapping from domain errors to HTTP.
+impl From<CoreError> for ApiError {
+    fn from(err: CoreError) -> Self {
+        match err {
+            CoreError::Invalid {
+                code,
+                message,
+                field,
+            } => ApiError::Unprocessable {
+                code,
+                message,
+                details: field.map(|f| serde_json::json!({ "field": f })),
+            },
+            CoreError::Unauthenticated(message) => ApiError::Unauthorized(message.into()),
+            CoreError::Forbidden(message) => ApiError::Forbidden {
+                code: "forbidden",
+                message: message.into(),
+            },
+            CoreError::Disabled(message) => ApiError::Forbidden {
+                code: "disabled",
+                message: message.into(),
+            },
+            CoreError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            CoreError::Conflict {
+                code,
+                message,
+                details,
+            } => ApiError::Conflict {
+                code,
+                message,
+                details,
+            },
+            CoreError::RateLimited { retry_after_secs } => ApiError::TooManyRequests {
+                message: format!("too many attempts: retry in {retry_after_secs} s"),
+                retry_after: Some(retry_after_secs),
+            },
+            CoreError::Database(db_err) if is_connection_error(&db_err) => {
+                tracing::warn!(error = %db_err, "database unavailable");
+                ApiError::Unavailable {
+                    code: "database_unavailable",
+                    message: "the database is unavailable, retry shortly".into(),
+                    details: None,
+                }
+            }
+            CoreError::Database(db_err) => ApiError::internal(db_err),
+            CoreError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+fn is_connection_error(err: &sea_orm::DbErr) -> bool {
+    matches!(
+        err,
+        sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_)
+    )
+}
+
 impl ResponseError for ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -181,6 +239,7 @@ const DOCUMENTED_ERRORS: &[(u16, &str)] = &[
     ),
     (429, "Rate limited; see the Retry-After header"),
     (500, "Internal error (details are logged, not returned)"),
+    (503, "The database is unavailable; retry shortly"),
 ];
 
 impl ApiResponse for ApiError {

@@ -1,5 +1,6 @@
 //! The crewgraph HTTP API: thin handlers over `crewgraph-core`.
 
+pub mod auth;
 pub mod error;
 pub mod middleware;
 pub mod routes;

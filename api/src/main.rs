@@ -1,7 +1,6 @@
 //! `crewgraph-api`: serve the API (default), `migrate`, or print the OpenAPI document.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -86,10 +85,10 @@ async fn serve(config: Config, migrate_first: bool) -> anyhow::Result<()> {
         migrate(&config).await?;
     }
     let db = db::connect_lazy(&config.database).await?;
-    let state = AppState {
-        db,
-        config: Arc::new(config),
-    };
+    let state = AppState::new(db, config);
+    if let Some(admin) = state.config.auth.admin.clone() {
+        tokio::spawn(bootstrap_admin(state.db.clone(), admin));
+    }
     let app = Application::bind(state).await?;
     let addr = app
         .local_addr()
@@ -103,4 +102,27 @@ async fn serve(config: Config, migrate_first: bool) -> anyhow::Result<()> {
     app.run_until_stopped().await?;
     tracing::info!("crewgraph-api stopped");
     Ok(())
+}
+
+/// Creates the configured admin once the database is reachable and migrated; retries in
+/// the background so the API can start (and report not-ready) before the database does.
+async fn bootstrap_admin(
+    db: sea_orm::DatabaseConnection,
+    admin: crewgraph_core::config::BootstrapAdmin,
+) {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match crewgraph_core::auth::users::ensure_bootstrap_admin(&db, &admin).await {
+            Ok(Some(user)) => {
+                tracing::info!(user_id = %user.id, email = %user.email, "bootstrap admin created");
+                return;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "bootstrap admin not created yet, retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crewgraph_core::auth::tokens::AccessTokens;
 use crewgraph_core::config::Config;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::CatchPanic;
@@ -21,6 +22,17 @@ pub const API_TITLE: &str = "crewgraph API";
 pub struct AppState {
     pub db: DatabaseConnection,
     pub config: Arc<Config>,
+    pub access_tokens: Arc<AccessTokens>,
+}
+
+impl AppState {
+    pub fn new(db: DatabaseConnection, config: Config) -> Self {
+        AppState {
+            access_tokens: Arc::new(AccessTokens::new(&config.auth.jwt_secret)),
+            db,
+            config: Arc::new(config),
+        }
+    }
 }
 
 pub fn openapi_service() -> OpenApiService<impl poem_openapi::OpenApi, ()> {

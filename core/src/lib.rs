@@ -1,7 +1,9 @@
 //! crewgraph's domain: everything the API and the worker share and everything that can be
 //! tested without HTTP (DESIGN §9).
 
+pub mod auth;
 pub mod config;
 pub mod db;
+pub mod error;
 pub mod shutdown;
 pub mod telemetry;

@@ -6,13 +6,17 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{Statement, TransactionTrait};
 
 mod m20261125_000001_job_queue;
+mod m20261125_000002_identity;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261125_000001_job_queue::Migration)]
+        vec![
+            Box::new(m20261125_000001_job_queue::Migration),
+            Box::new(m20261125_000002_identity::Migration),
+        ]
     }
 }
 

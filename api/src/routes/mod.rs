@@ -1,7 +1,10 @@
 //! One module per resource, each an `#[OpenApi]` impl; [`api`] merges them for the one
 //! OpenAPI service.
 
+pub mod auth;
 pub mod health;
+pub mod tokens;
+pub mod users;
 
 use poem_openapi::Tags;
 
@@ -9,9 +12,20 @@ use poem_openapi::Tags;
 pub enum ApiTags {
     /// Liveness and readiness probes for orchestrators.
     Operations,
+    /// Accounts and login sessions: register, login, refresh, logout.
+    Auth,
+    /// The caller's profile and password.
+    Users,
+    /// Personal access tokens for scripts and CI.
+    Tokens,
 }
 
 /// Every resource's operations, merged in one place.
 pub fn api() -> impl poem_openapi::OpenApi {
-    health::HealthApi
+    (
+        health::HealthApi,
+        auth::AuthApi,
+        users::UsersApi,
+        tokens::TokensApi,
+    )
 }
