@@ -31,6 +31,8 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document and exit (no database needed).
     Openapi,
+    /// Re-encrypt every stored provider key with the newest CREWGRAPH_ENCRYPTION_KEYS version.
+    RotateKeys,
 }
 
 #[tokio::main]
@@ -43,6 +45,8 @@ async fn main() -> ExitCode {
     }
     let component = match command {
         Command::Migrate => Component::Maintenance,
+        // Needs the encryption keys (and refuses the dev key in production) like a worker.
+        Command::RotateKeys => Component::Worker,
         _ => Component::Api,
     };
     let config = match Config::from_env(component) {
@@ -58,6 +62,7 @@ async fn main() -> ExitCode {
     }
     let result = match command {
         Command::Migrate => migrate(&config).await,
+        Command::RotateKeys => rotate_keys(&config).await,
         _ => serve(config, cli.migrate).await,
     };
     match result {
@@ -76,6 +81,22 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     let db = db::connect_with_patience(&config.database, DATABASE_PATIENCE).await?;
     let applied = crewgraph_migrations::migrate_up(&db).await?;
     tracing::info!(applied = ?applied, "migrations up to date");
+    db.close().await?;
+    Ok(())
+}
+
+async fn rotate_keys(config: &Config) -> anyhow::Result<()> {
+    let db = db::connect_with_patience(&config.database, DATABASE_PATIENCE).await?;
+    let pending = crewgraph_migrations::pending_migrations(&db).await?;
+    anyhow::ensure!(
+        pending.is_empty(),
+        "the schema is not up to date: run `crewgraph-api migrate` first"
+    );
+    let rotated = crewgraph_core::auth::provider_keys::rotate_all(&db, &config.encryption_keys)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (version, _) = config.encryption_keys.newest();
+    tracing::info!(rotated, key_version = version, "provider keys re-encrypted");
     db.close().await?;
     Ok(())
 }

@@ -3,7 +3,9 @@
 
 pub mod auth;
 pub mod config;
+pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod pagination;
 pub mod shutdown;
 pub mod telemetry;

@@ -7,6 +7,7 @@ use sea_orm_migration::sea_orm::{Statement, TransactionTrait};
 
 mod m20261125_000001_job_queue;
 mod m20261125_000002_identity;
+mod m20261125_000003_provider_api_keys;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_job_queue::Migration),
             Box::new(m20261125_000002_identity::Migration),
+            Box::new(m20261125_000003_provider_api_keys::Migration),
         ]
     }
 }

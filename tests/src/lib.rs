@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod database;
+pub mod http;
 pub mod proxy;
 
 pub use app::{TestApi, spawn_api, spawn_api_with};

@@ -5,82 +5,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use crewgraph_tests::{TestApi, TestDatabase, spawn_api_with};
+use crewgraph_tests::{TestDatabase, spawn_api_with};
 use serde_json::{Value, json};
 
-const JWT_SECRET: &str = "test-jwt-secret-that-is-long-enough-for-hs256";
-const PASSWORD: &str = "correct horse battery";
-
-async fn api(db: &TestDatabase) -> TestApi {
-    spawn_api_with(&db.url, &[("CREWGRAPH_JWT_SECRET", JWT_SECRET)]).await
-}
-
-async fn post(api: &TestApi, path: &str, token: Option<&str>, body: Value) -> reqwest::Response {
-    let mut request = api.client.post(api.url(path)).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    request.send().await.expect("POST")
-}
-
-async fn get(api: &TestApi, path: &str, token: &str) -> reqwest::Response {
-    api.client
-        .get(api.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("GET")
-}
-
-async fn body(response: reqwest::Response) -> Value {
-    response.json().await.expect("JSON body")
-}
-
-async fn expect_error(response: reqwest::Response, status: u16, code: &str) -> Value {
-    let actual = response.status().as_u16();
-    let body = body(response).await;
-    assert_eq!(actual, status, "{body}");
-    assert_eq!(body["error"]["code"], code, "{body}");
-    body
-}
-
-async fn register(api: &TestApi, email: &str) -> Value {
-    let response = post(
-        api,
-        "/api/v1/auth/register",
-        None,
-        json!({"email": email, "password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(response.status(), 201);
-    body(response).await
-}
-
-/// Logs in and returns (access token, refresh token).
-async fn login(api: &TestApi, email: &str) -> (String, String) {
-    let response = post(
-        api,
-        "/api/v1/auth/login",
-        None,
-        json!({"email": email, "password": PASSWORD}),
-    )
-    .await;
-    assert_eq!(response.status(), 200);
-    let tokens = body(response).await;
-    assert_eq!(tokens["token_type"], "Bearer");
-    assert!(
-        tokens["expires_in"]
-            .as_i64()
-            .is_some_and(|s| s > 800 && s <= 900)
-    );
-    (
-        tokens["access_token"].as_str().expect("access").to_string(),
-        tokens["refresh_token"]
-            .as_str()
-            .expect("refresh")
-            .to_string(),
-    )
-}
+use crewgraph_tests::http::{
+    JWT_SECRET, PASSWORD, api, body, expect_error, get, login, post, register,
+};
 
 async fn user_count(db: &TestDatabase) -> i64 {
     let mut conn = db.connect().await;

@@ -1,6 +1,8 @@
 //! One module per resource, each an `#[OpenApi]` impl; [`api`] merges them for the one
 //! OpenAPI service.
 
+pub mod admin;
+pub mod api_keys;
 pub mod auth;
 pub mod health;
 pub mod tokens;
@@ -18,6 +20,10 @@ pub enum ApiTags {
     Users,
     /// Personal access tokens for scripts and CI.
     Tokens,
+    /// LLM provider API keys, stored encrypted and shown masked.
+    ApiKeys,
+    /// User management (admin role only).
+    Admin,
 }
 
 /// Every resource's operations, merged in one place.
@@ -27,5 +33,7 @@ pub fn api() -> impl poem_openapi::OpenApi {
         auth::AuthApi,
         users::UsersApi,
         tokens::TokensApi,
+        api_keys::ApiKeysApi,
+        admin::AdminApi,
     )
 }

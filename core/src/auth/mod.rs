@@ -1,8 +1,10 @@
 //! Identity: passwords, sessions with rotating refresh tokens, personal access tokens,
 //! rate limits, and the authentication of requests.
 
+pub mod admin;
 pub mod password;
 pub mod personal_tokens;
+pub mod provider_keys;
 pub mod rate_limit;
 pub mod sessions;
 pub mod tokens;

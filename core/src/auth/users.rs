@@ -13,7 +13,7 @@ use crate::error::{CoreError, CoreResult};
 pub const MAX_DISPLAY_NAME_CHARS: usize = 200;
 
 #[derive(Debug, Clone, FromQueryResult)]
-struct UserRow {
+pub(crate) struct UserRow {
     id: Uuid,
     email: String,
     display_name: Option<String>,
@@ -48,7 +48,8 @@ impl From<UserRow> for User {
     }
 }
 
-const USER_COLUMNS: &str = "id, email, display_name, role, is_active, created_at, updated_at";
+pub(crate) const USER_COLUMNS: &str =
+    "id, email, display_name, role, is_active, created_at, updated_at";
 
 pub struct NewUser {
     pub email: String,
