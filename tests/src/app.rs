@@ -170,12 +170,21 @@ pub async fn spawn_api(db: &TestDatabase) -> TestApi {
 
 /// Starts the API against any database URL, with extra environment variables.
 pub async fn spawn_api_with(database_url: &str, env: &[(&str, &str)]) -> TestApi {
+    spawn_api_with_args(database_url, &[], env).await
+}
+
+/// Starts the API with command-line arguments (e.g. `--migrate`).
+pub async fn spawn_api_with_args(
+    database_url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> TestApi {
     let mut vars = vec![
         ("DATABASE_URL", database_url),
         ("CREWGRAPH_API_ADDR", "127.0.0.1:0"),
     ];
     vars.extend_from_slice(env);
-    let mut process = TestProcess::start("crewgraph-api", &[], &vars);
+    let mut process = TestProcess::start("crewgraph-api", args, &vars);
     let listening = process
         .wait_for_log(START_TIMEOUT, |line| {
             line["message"] == "crewgraph-api listening"

@@ -664,6 +664,15 @@ async fn no_password_or_token_ever_reaches_the_logs() {
     let pat = body(post(&api, "/api/v1/tokens", Some(&access), json!({"name": "x"})).await).await;
     let pat = pat["token"].as_str().expect("token").to_string();
     get(&api, "/api/v1/users/me", &pat).await;
+    let provider_secret = "sk-provider-secret-never-logged-9876";
+    let key = post(
+        &api,
+        "/api/v1/api-keys",
+        Some(&pat),
+        json!({"name": "k", "provider": "openai", "secret": provider_secret}),
+    )
+    .await;
+    assert_eq!(key.status(), 201);
     post(
         &api,
         "/api/v1/auth/login",
@@ -683,6 +692,7 @@ async fn no_password_or_token_ever_reaches_the_logs() {
         refreshed["access_token"].as_str().expect("a"),
         refreshed["refresh_token"].as_str().expect("r"),
         pat.as_str(),
+        provider_secret,
     ] {
         assert!(!logs.contains(secret), "a secret reached the logs");
     }

@@ -82,6 +82,36 @@ async fn ready_is_ok_on_a_migrated_database() {
 }
 
 #[tokio::test]
+async fn migrate_command_applies_every_migration_and_is_idempotent() {
+    let db = TestDatabase::empty().await;
+    for run in 0..2 {
+        let status =
+            tokio::process::Command::new(crewgraph_tests::app::binary_path("crewgraph-api"))
+                .arg("migrate")
+                .env_clear()
+                .current_dir(std::env::temp_dir())
+                .env("DATABASE_URL", &db.url)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .await
+                .expect("run migrate");
+        assert!(status.success(), "run {run}");
+    }
+    let conn = sea_orm::Database::connect(&db.url).await.expect("connect");
+    let pending = crewgraph_migrations::pending_migrations(&conn)
+        .await
+        .expect("pending");
+    assert!(pending.is_empty(), "{pending:?}");
+}
+
+#[tokio::test]
+async fn migrate_flag_applies_migrations_before_serving() {
+    let db = TestDatabase::empty().await;
+    let api = crewgraph_tests::app::spawn_api_with_args(&db.url, &["--migrate"], &[]).await;
+    assert_eq!(api.get("/ready").await.status(), 200);
+}
+
+#[tokio::test]
 async fn ready_names_pending_migrations_on_an_unmigrated_database() {
     let db = TestDatabase::empty().await;
     let api = spawn_api(&db).await;

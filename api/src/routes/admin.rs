@@ -6,6 +6,7 @@ use crewgraph_core::pagination::PageRequest;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use uuid::Uuid;
 
@@ -25,6 +26,7 @@ pub enum RoleName {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct UpdateUserRequest {
     pub role: Option<RoleName>,
     /// `false` deactivates the account: its tokens stop working at once.
@@ -32,6 +34,7 @@ pub struct UpdateUserRequest {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct UserPage {
     pub items: Vec<UserBody>,
     /// Pass as `cursor` to get the next page; absent on the last page.
@@ -109,5 +112,23 @@ impl AdminApi {
     ) -> Result<UserDeleted, ApiError> {
         admin::delete_user(&state.db, &auth.0, id.0).await?;
         Ok(UserDeleted::NoContent)
+    }
+}
+
+impl Example for UpdateUserRequest {
+    fn example() -> Self {
+        UpdateUserRequest {
+            role: Some(RoleName::Admin),
+            is_active: None,
+        }
+    }
+}
+
+impl Example for UserPage {
+    fn example() -> Self {
+        UserPage {
+            items: vec![UserBody::example()],
+            next_cursor: Some("AZNffowae3ydLk9gGis8TQ".into()),
+        }
     }
 }

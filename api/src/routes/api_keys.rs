@@ -45,6 +45,7 @@ impl Example for CreateApiKeyRequest {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct UpdateApiKeyRequest {
     #[oai(validator(max_length = 100))]
     pub name: Option<String>,
@@ -57,7 +58,7 @@ pub struct UpdateApiKeyRequest {
 }
 
 #[derive(Object)]
-#[oai(rename = "ApiKey")]
+#[oai(example, rename = "ApiKey")]
 pub struct ApiKeyBody {
     pub id: Uuid,
     pub name: String,
@@ -84,6 +85,7 @@ impl From<ProviderKey> for ApiKeyBody {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct ApiKeyList {
     pub items: Vec<ApiKeyBody>,
 }
@@ -203,5 +205,37 @@ impl ApiKeysApi {
     ) -> Result<ApiKeyDeleted, ApiError> {
         provider_keys::delete(&state.db, &auth.0, id.0).await?;
         Ok(ApiKeyDeleted::NoContent)
+    }
+}
+
+impl Example for UpdateApiKeyRequest {
+    fn example() -> Self {
+        UpdateApiKeyRequest {
+            name: Some("OpenAI (personal)".into()),
+            secret: None,
+            base_url: MaybeUndefined::Undefined,
+        }
+    }
+}
+
+impl Example for ApiKeyBody {
+    fn example() -> Self {
+        ApiKeyBody {
+            id: uuid::Uuid::from_u128(0x0193_5f7e_8c1a_7b3c_9d2e_4f60_1a2b_3c4d),
+            name: "OpenAI (team)".into(),
+            provider: "openai".into(),
+            base_url: None,
+            secret_hint: "sk-…a1b2".into(),
+            created_at: "2026-11-25T10:00:00Z".parse().unwrap_or_default(),
+            updated_at: "2026-11-25T10:00:00Z".parse().unwrap_or_default(),
+        }
+    }
+}
+
+impl Example for ApiKeyList {
+    fn example() -> Self {
+        ApiKeyList {
+            items: vec![ApiKeyBody::example()],
+        }
     }
 }

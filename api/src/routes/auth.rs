@@ -59,6 +59,7 @@ impl Example for LoginRequest {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct RefreshRequest {
     /// The refresh token from the last login or refresh. Each one works once.
     #[oai(validator(max_length = 512))]
@@ -150,6 +151,12 @@ impl AuthApi {
         )
         .await?;
         let body = body.0;
+        crewgraph_core::auth::rate_limit::hit(
+            &state.db,
+            crewgraph_core::auth::rate_limit::REGISTER_PER_ACCOUNT,
+            body.email.trim(),
+        )
+        .await?;
         let user = users::register(
             &state.db,
             NewUser {
@@ -206,5 +213,13 @@ impl AuthApi {
     async fn logout(&self, state: Data<&AppState>, auth: Auth) -> Result<LoggedOut, ApiError> {
         sessions::logout(&state.db, &auth.0).await?;
         Ok(LoggedOut::NoContent)
+    }
+}
+
+impl Example for RefreshRequest {
+    fn example() -> Self {
+        RefreshRequest {
+            refresh_token: "cgr_3q2-7wJ...".into(),
+        }
     }
 }

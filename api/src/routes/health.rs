@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use poem::web::Data;
 use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
@@ -13,6 +14,7 @@ use crate::startup::AppState;
 pub struct HealthApi;
 
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct HealthStatus {
     /// Always `ok` when the process answers.
     pub status: String,
@@ -21,6 +23,7 @@ pub struct HealthStatus {
 }
 
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct ReadyStatus {
     /// `ready`.
     pub status: String,
@@ -107,4 +110,23 @@ impl HealthApi {
 fn database_cause(err: &sea_orm::DbErr) -> String {
     let text = err.to_string();
     text.chars().take(300).collect()
+}
+
+impl Example for HealthStatus {
+    fn example() -> Self {
+        HealthStatus {
+            status: "ok".into(),
+            version: "0.1.0".into(),
+        }
+    }
+}
+
+impl Example for ReadyStatus {
+    fn example() -> Self {
+        ReadyStatus {
+            status: "ready".into(),
+            database: "ok".into(),
+            migrations_applied: 3,
+        }
+    }
 }

@@ -5,6 +5,7 @@ use crewgraph_core::auth::personal_tokens::{self, PersonalToken};
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use secrecy::ExposeSecret as _;
 use uuid::Uuid;
@@ -17,6 +18,7 @@ use crate::startup::AppState;
 pub struct TokensApi;
 
 #[derive(Object)]
+#[oai(example)]
 pub struct CreateTokenRequest {
     /// What the token is for, e.g. "CI pipeline".
     #[oai(validator(max_length = 100))]
@@ -26,7 +28,7 @@ pub struct CreateTokenRequest {
 }
 
 #[derive(Object)]
-#[oai(rename = "PersonalAccessToken")]
+#[oai(example, rename = "PersonalAccessToken")]
 pub struct TokenBody {
     pub id: Uuid,
     pub name: String,
@@ -52,6 +54,7 @@ impl From<PersonalToken> for TokenBody {
 
 /// The new token. `token` is shown this once and cannot be retrieved again.
 #[derive(Object)]
+#[oai(example)]
 pub struct CreatedToken {
     /// Send as `Authorization: Bearer <token>` or `X-API-Key: <token>`.
     pub token: String,
@@ -60,6 +63,7 @@ pub struct CreatedToken {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct TokenList {
     pub items: Vec<TokenBody>,
 }
@@ -126,5 +130,44 @@ impl TokensApi {
     ) -> Result<RevokeTokenResponse, ApiError> {
         personal_tokens::revoke(&state.db, &auth.0, id.0).await?;
         Ok(RevokeTokenResponse::NoContent)
+    }
+}
+
+impl Example for CreateTokenRequest {
+    fn example() -> Self {
+        CreateTokenRequest {
+            name: "CI pipeline".into(),
+            expires_in_days: Some(90),
+        }
+    }
+}
+
+impl Example for TokenBody {
+    fn example() -> Self {
+        TokenBody {
+            id: uuid::Uuid::from_u128(0x0193_5f7e_8c1a_7b3c_9d2e_4f60_1a2b_3c4d),
+            name: "CI pipeline".into(),
+            prefix: "cgp_AFHw7AVj".into(),
+            created_at: "2026-11-25T10:00:00Z".parse().unwrap_or_default(),
+            expires_at: None,
+            last_used_at: None,
+        }
+    }
+}
+
+impl Example for CreatedToken {
+    fn example() -> Self {
+        CreatedToken {
+            token: "cgp_AFHw7AVjsXnOFK49qfrWFnqVWvxvKkjh9eiCiYcNDBA".into(),
+            details: TokenBody::example(),
+        }
+    }
+}
+
+impl Example for TokenList {
+    fn example() -> Self {
+        TokenList {
+            items: vec![TokenBody::example()],
+        }
     }
 }

@@ -5,7 +5,7 @@ use crewgraph_core::auth::sessions;
 use crewgraph_core::auth::users::{self, ProfileChanges, User};
 use poem::web::Data;
 use poem_openapi::payload::Json;
-use poem_openapi::types::MaybeUndefined;
+use poem_openapi::types::{Example, MaybeUndefined};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use secrecy::SecretString;
 
@@ -17,7 +17,7 @@ use crate::startup::AppState;
 pub struct UsersApi;
 
 #[derive(Object)]
-#[oai(rename = "User")]
+#[oai(example, rename = "User")]
 pub struct UserBody {
     pub id: uuid::Uuid,
     pub email: String,
@@ -44,6 +44,7 @@ impl From<User> for UserBody {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct UpdateMeRequest {
     #[oai(validator(max_length = 254))]
     pub email: Option<String>,
@@ -53,6 +54,7 @@ pub struct UpdateMeRequest {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct ChangePasswordRequest {
     #[oai(validator(max_length = 256))]
     pub current_password: String,
@@ -129,5 +131,37 @@ impl UsersApi {
         )
         .await?;
         Ok(PasswordChanged::NoContent)
+    }
+}
+
+impl Example for UserBody {
+    fn example() -> Self {
+        UserBody {
+            id: uuid::Uuid::from_u128(0x0193_5f7e_8c1a_7b3c_9d2e_4f60_1a2b_3c4d),
+            email: "ada@example.com".into(),
+            display_name: Some("Ada".into()),
+            role: "user".into(),
+            is_active: true,
+            created_at: "2026-11-25T10:00:00Z".parse().unwrap_or_default(),
+            updated_at: "2026-11-25T10:00:00Z".parse().unwrap_or_default(),
+        }
+    }
+}
+
+impl Example for UpdateMeRequest {
+    fn example() -> Self {
+        UpdateMeRequest {
+            email: None,
+            display_name: MaybeUndefined::Value("Ada Lovelace".into()),
+        }
+    }
+}
+
+impl Example for ChangePasswordRequest {
+    fn example() -> Self {
+        ChangePasswordRequest {
+            current_password: "correct horse battery".into(),
+            new_password: "a new and longer passphrase".into(),
+        }
     }
 }

@@ -30,6 +30,16 @@ pub const REGISTER_PER_ADDRESS: Limit = Limit {
     max_hits: 10,
     window: Duration::from_secs(3600),
 };
+pub const REGISTER_PER_ACCOUNT: Limit = Limit {
+    name: "register:account",
+    max_hits: 5,
+    window: Duration::from_secs(3600),
+};
+pub const REFRESH_PER_ACCOUNT: Limit = Limit {
+    name: "refresh:account",
+    max_hits: 120,
+    window: Duration::from_secs(60),
+};
 pub const REFRESH_PER_ADDRESS: Limit = Limit {
     name: "refresh:address",
     max_hits: 60,
@@ -62,6 +72,14 @@ RETURNING hits,
         .await?
         .ok_or_else(|| CoreError::Internal(anyhow::anyhow!("rate limit upsert returned no row")))?;
     let hits: i32 = row.try_get("", "hits")?;
+    // Now and then, forget counters whose windows ended long ago, so the table stays small.
+    if rand::random::<u8>() == 0 {
+        db.execute(Statement::from_string(
+            db.get_database_backend(),
+            "DELETE FROM rate_limit_counters WHERE window_started_at < now() - interval '1 day'",
+        ))
+        .await?;
+    }
     let remaining: f64 = row.try_get("", "remaining")?;
     if hits > limit.max_hits {
         return Err(CoreError::RateLimited {

@@ -10,7 +10,9 @@ use secrecy::{ExposeSecret as _, SecretString};
 use uuid::Uuid;
 
 use crate::auth::password::verify_password;
-use crate::auth::rate_limit::{self, LOGIN_PER_ACCOUNT, LOGIN_PER_ADDRESS, REFRESH_PER_ADDRESS};
+use crate::auth::rate_limit::{
+    self, LOGIN_PER_ACCOUNT, LOGIN_PER_ADDRESS, REFRESH_PER_ACCOUNT, REFRESH_PER_ADDRESS,
+};
 use crate::auth::tokens::{
     AccessTokens, REFRESH_TOKEN_PREFIX, REFRESH_TOKEN_TTL, hash_secret, new_secret,
 };
@@ -142,6 +144,7 @@ pub async fn refresh(
     let Some(row) = row else {
         return Err(CoreError::Unauthenticated(BAD_REFRESH));
     };
+    rate_limit::hit(db, REFRESH_PER_ACCOUNT, &row.user_id.to_string()).await?;
     if row.used_at.is_some() {
         if row.revoked_at.is_none() {
             txn.execute(Statement::from_sql_and_values(
