@@ -9,3 +9,4 @@ pub mod error;
 pub mod pagination;
 pub mod shutdown;
 pub mod telemetry;
+pub mod workspaces;

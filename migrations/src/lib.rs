@@ -8,6 +8,7 @@ use sea_orm_migration::sea_orm::{Statement, TransactionTrait};
 mod m20261125_000001_job_queue;
 mod m20261125_000002_identity;
 mod m20261125_000003_provider_api_keys;
+mod m20261125_000004_workspaces;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_job_queue::Migration),
             Box::new(m20261125_000002_identity::Migration),
             Box::new(m20261125_000003_provider_api_keys::Migration),
+            Box::new(m20261125_000004_workspaces::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod health;
 pub mod tokens;
 pub mod users;
+pub mod workspaces;
 
 use poem_openapi::Tags;
 
@@ -24,6 +25,8 @@ pub enum ApiTags {
     ApiKeys,
     /// User management (admin role only).
     Admin,
+    /// A user's folders of graphs and threads.
+    Workspaces,
 }
 
 /// Every resource's operations, merged in one place.
@@ -35,5 +38,6 @@ pub fn api() -> impl poem_openapi::OpenApi {
         tokens::TokensApi,
         api_keys::ApiKeysApi,
         admin::AdminApi,
+        workspaces::WorkspacesApi,
     )
 }
