@@ -172,10 +172,25 @@ impl From<CoreError> for ApiError {
                     details: None,
                 }
             }
+            CoreError::Database(db_err) if is_unstorable_text(&db_err) => ApiError::BadRequest {
+                code: "invalid_text",
+                message: "text fields may not contain NUL characters or invalid UTF-8".into(),
+            },
             CoreError::Database(db_err) => ApiError::internal(db_err),
             CoreError::Internal(e) => ApiError::Internal(e),
         }
     }
+}
+
+/// PostgreSQL refuses NUL bytes in text (SQLSTATE 22021, 22P05): the client's mistake.
+fn is_unstorable_text(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx;
+    let sqlx_error = match err {
+        sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))
+        | sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) => e,
+        _ => return false,
+    };
+    matches!(sqlx_error, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("22021" | "22P05")))
 }
 
 fn is_connection_error(err: &sea_orm::DbErr) -> bool {

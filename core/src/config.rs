@@ -173,7 +173,12 @@ impl Config {
     /// in the working directory is read first (it never overrides real variables).
     pub fn from_env(component: Component) -> Result<Self, ConfigError> {
         let is_production = std::env::var("CREWGRAPH_ENV")
-            .map(|v| v.trim().eq_ignore_ascii_case("production"))
+            .map(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "production" | "prod"
+                )
+            })
             .unwrap_or(false);
         if !is_production {
             // A missing .env is the normal case; a malformed one is reported below as the
@@ -377,7 +382,8 @@ impl Config {
                     _ => {
                         reader.problem(
                             "MLFLOW_TRACKING_URI",
-                            format!("must be an http:// or https:// URL, got `{v}`"),
+                            // The URL may carry credentials: never echo it.
+                            "must be an http:// or https:// URL".into(),
                         );
                         None
                     }
@@ -563,7 +569,7 @@ pub fn looks_like_email(email: &str) -> bool {
         && domain.contains('.')
         && !domain.starts_with('.')
         && !domain.ends_with('.')
-        && !email.chars().any(char::is_whitespace)
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
         && email.len() <= 254
 }
 

@@ -697,3 +697,86 @@ async fn no_password_or_token_ever_reaches_the_logs() {
         assert!(!logs.contains(secret), "a secret reached the logs");
     }
 }
+
+#[tokio::test]
+async fn pre_registering_the_admin_email_gains_nothing() {
+    let db = TestDatabase::migrated().await;
+    let squatter_api = api(&db).await;
+    register(&squatter_api, "root@example.com").await;
+    let (squatter_access, squatter_refresh) = login(&squatter_api, "root@example.com").await;
+    drop(squatter_api);
+
+    let api = spawn_api_with(
+        &db.url,
+        &[
+            ("CREWGRAPH_JWT_SECRET", JWT_SECRET),
+            ("CREWGRAPH_ADMIN_EMAIL", "root@example.com"),
+            ("CREWGRAPH_ADMIN_PASSWORD", "the operator's passphrase"),
+        ],
+    )
+    .await;
+    let mut promoted = false;
+    for _ in 0..100 {
+        let response = post(
+            &api,
+            "/api/v1/auth/login",
+            None,
+            json!({"email": "root@example.com", "password": "the operator's passphrase"}),
+        )
+        .await;
+        if response.status() == 200 {
+            promoted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(promoted, "the operator's password works");
+    expect_error(
+        get(&api, "/api/v1/users/me", &squatter_access).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    let refresh = post(
+        &api,
+        "/api/v1/auth/refresh",
+        None,
+        json!({"refresh_token": squatter_refresh}),
+    )
+    .await;
+    expect_error(refresh, 401, "unauthorized").await;
+    let old_password = post(
+        &api,
+        "/api/v1/auth/login",
+        None,
+        json!({"email": "root@example.com", "password": PASSWORD}),
+    )
+    .await;
+    expect_error(old_password, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn nul_characters_are_a_client_error_not_a_500() {
+    let db = TestDatabase::migrated().await;
+    let api = api(&db).await;
+    let register = post(
+        &api,
+        "/api/v1/auth/register",
+        None,
+        json!({"email": "a\u{0}@example.com", "password": PASSWORD}),
+    )
+    .await;
+    expect_error(register, 422, "invalid_email").await;
+    let token = {
+        crewgraph_tests::http::register(&api, "nul@example.com").await;
+        login(&api, "nul@example.com").await.0
+    };
+    let workspace = post(
+        &api,
+        "/api/v1/workspaces",
+        Some(&token),
+        json!({"name": "bad\u{0}name"}),
+    )
+    .await;
+    expect_error(workspace, 400, "invalid_text").await;
+}

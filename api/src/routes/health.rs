@@ -105,11 +105,19 @@ impl HealthApi {
     }
 }
 
-/// A short cause for operators. sqlx errors name the failure (refused, timed out, auth),
-/// never the URL or its password.
-fn database_cause(err: &sea_orm::DbErr) -> String {
-    let text = err.to_string();
-    text.chars().take(300).collect()
+/// A category only: the full error (which can name the database user, database or host)
+/// goes to the log, not to unauthenticated callers.
+fn database_cause(err: &sea_orm::DbErr) -> &'static str {
+    let text = err.to_string().to_lowercase();
+    if text.contains("timed out") || text.contains("timeout") {
+        "timeout"
+    } else if text.contains("refused") {
+        "connection_refused"
+    } else if text.contains("authentication") || text.contains("password") {
+        "authentication_failed"
+    } else {
+        "database_error"
+    }
 }
 
 impl Example for HealthStatus {

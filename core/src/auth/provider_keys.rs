@@ -51,10 +51,10 @@ pub struct ProviderKeyChanges {
     pub base_url: Option<Option<String>>,
 }
 
-/// `sk-…a1b2` for long secrets; short ones reveal nothing.
+/// `sk-…a1b2` for secrets of 20+ characters (7 shown); shorter ones reveal nothing.
 pub fn mask(secret: &str) -> String {
     let chars: Vec<char> = secret.chars().collect();
-    if chars.len() >= 12 {
+    if chars.len() >= 20 {
         let head: String = chars[..3].iter().collect();
         let tail: String = chars[chars.len() - 4..].iter().collect();
         format!("{head}…{tail}")
@@ -308,8 +308,9 @@ pub async fn reveal(
 }
 
 /// Re-encrypts every key sealed with an older master key version with the newest one,
-/// in batches (each its own transaction, rows locked while they change). Returns how many
-/// rows were re-encrypted. Safe to re-run and to run while the API serves.
+/// in batches (each its own transaction, rows locked while they change, waiting for rows
+/// another request holds). Returns how many rows were re-encrypted and fails if any row is
+/// left on an old version. Safe to re-run and to run while the API serves.
 pub async fn rotate_all(db: &DatabaseConnection, keys: &EncryptionKeys) -> CoreResult<u64> {
     let (newest, _) = keys.newest();
     let mut rotated = 0;
@@ -318,13 +319,30 @@ pub async fn rotate_all(db: &DatabaseConnection, keys: &EncryptionKeys) -> CoreR
         let rows = SealedRow::find_by_statement(Statement::from_sql_and_values(
             txn.get_database_backend(),
             "SELECT id, user_id, ciphertext, nonce, key_version FROM provider_api_keys \
-             WHERE key_version <> $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+             WHERE key_version <> $1 ORDER BY id LIMIT $2 FOR UPDATE",
             [(newest as i32).into(), (ROTATION_BATCH as i64).into()],
         ))
         .all(&txn)
         .await?;
         if rows.is_empty() {
             txn.commit().await?;
+            // Rows are locked and waited for (never skipped), so none may be left on an old
+            // version; check anyway before an operator drops the old key on our word.
+            let left: i64 = db
+                .query_one(Statement::from_sql_and_values(
+                    db.get_database_backend(),
+                    "SELECT count(*) AS left_over FROM provider_api_keys WHERE key_version <> $1",
+                    [(newest as i32).into()],
+                ))
+                .await?
+                .map(|row| row.try_get::<i64>("", "left_over"))
+                .transpose()?
+                .unwrap_or(0);
+            if left > 0 {
+                return Err(CoreError::Internal(anyhow::anyhow!(
+                    "{left} provider key(s) are still on an older master key; run rotate-keys again"
+                )));
+            }
             return Ok(rotated);
         }
         for row in &rows {
@@ -355,5 +373,6 @@ mod tests {
     fn masks_show_at_most_seven_characters() {
         assert_eq!(mask("sk-abcdefghijklmnop1234"), "sk-…1234");
         assert_eq!(mask("short"), "…");
+        assert_eq!(mask("sk-0123456789ab"), "…");
     }
 }

@@ -129,6 +129,22 @@ pub async fn refresh(
 ) -> CoreResult<TokenPair> {
     rate_limit::hit(db, REFRESH_PER_ADDRESS, client_address).await?;
     let hash = hash_secret(refresh_token);
+    // The per-account limit is counted before the transaction: counting inside it would
+    // hold a pooled connection with row locks while waiting for a second one.
+    let owner = db
+        .query_one(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT s.user_id FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id \
+             WHERE r.token_hash = $1",
+            [hash.clone().into()],
+        ))
+        .await?
+        .map(|row| row.try_get::<Uuid>("", "user_id"))
+        .transpose()?;
+    let Some(owner) = owner else {
+        return Err(CoreError::Unauthenticated(BAD_REFRESH));
+    };
+    rate_limit::hit(db, REFRESH_PER_ACCOUNT, &owner.to_string()).await?;
     let txn = db.begin().await?;
     // FOR UPDATE serialises two refreshes of the same token: the second sees `used_at`.
     let row = RefreshRow::find_by_statement(Statement::from_sql_and_values(
@@ -144,7 +160,6 @@ pub async fn refresh(
     let Some(row) = row else {
         return Err(CoreError::Unauthenticated(BAD_REFRESH));
     };
-    rate_limit::hit(db, REFRESH_PER_ACCOUNT, &row.user_id.to_string()).await?;
     if row.used_at.is_some() {
         if row.revoked_at.is_none() {
             txn.execute(Statement::from_sql_and_values(

@@ -230,7 +230,8 @@ pub async fn change_password(
 
 /// Creates the configured admin when no admin exists. If an account with that email
 /// already exists it is promoted *and* given the configured password, so nobody can
-/// pre-register the admin's address and inherit the role with their own password.
+/// pre-register the admin's address and inherit the role with their own password, or keep
+/// the sessions and tokens they made before.
 pub async fn ensure_bootstrap_admin(
     db: &DatabaseConnection,
     admin: &BootstrapAdmin,
@@ -249,8 +250,9 @@ pub async fn ensure_bootstrap_admin(
     }
     let email = normalise_email(&admin.email)?;
     let hash = hash_password(admin.password.clone()).await?;
+    let txn = db.begin().await?;
     let row = UserRow::find_by_statement(Statement::from_sql_and_values(
-        db.get_database_backend(),
+        txn.get_database_backend(),
         format!(
             "INSERT INTO users (id, email, password_hash, role) VALUES ($1, $2, $3, 'admin') \
              ON CONFLICT ((lower(email))) DO UPDATE \
@@ -260,8 +262,23 @@ pub async fn ensure_bootstrap_admin(
         ),
         [Uuid::now_v7().into(), email.into(), hash.into()],
     ))
-    .one(db)
+    .one(&txn)
     .await?
     .ok_or_else(|| CoreError::Internal(anyhow::anyhow!("upsert returned no row")))?;
+    // If the address was registered before, whoever registered it must not keep a way in:
+    // their sessions and personal access tokens end with the promotion.
+    for statement in [
+        "UPDATE sessions SET revoked_at = now(), revoked_reason = 'bootstrap_admin' \
+         WHERE user_id = $1 AND revoked_at IS NULL",
+        "UPDATE personal_access_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+    ] {
+        txn.execute(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            statement,
+            [row.id.into()],
+        ))
+        .await?;
+    }
+    txn.commit().await?;
     Ok(Some(row.into()))
 }
