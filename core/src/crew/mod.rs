@@ -1,0 +1,12 @@
+//! The crew runtime (DESIGN §9): `CrewSpec`, the runtime that runs it with CrewAI 0.121.1
+//! semantics, LLM providers, tools and the events a run emits. Independent of HTTP.
+
+pub mod events;
+pub mod llm;
+pub mod output;
+pub mod spec;
+pub mod tools;
+
+pub use events::{EventSink, RuntimeEvent};
+pub use output::{CrewOutput, TaskOutput, UsageMetrics};
+pub use spec::{AgentSpec, CrewSpec, LlmSpec, Process, TaskContext, TaskSpec, ToolCalling};
