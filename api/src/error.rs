@@ -70,6 +70,16 @@ pub enum ApiError {
     /// 413: the body is larger than the configured limit.
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 413: a part of the body (a graph document, say) is larger than its own limit.
+    #[error("{message}")]
+    TooLarge {
+        code: &'static str,
+        message: String,
+        limit: usize,
+    },
+    /// 428: a write must say which version it replaces (`If-Match` or `version`).
+    #[error("{0}")]
+    PreconditionRequired(String),
     /// 422: well-formed but semantically invalid (each problem in `details`).
     #[error("{message}")]
     Unprocessable {
@@ -108,7 +118,9 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict { code, .. } => code,
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::TooLarge { code, .. } => code,
             ApiError::Unprocessable { code, .. } => code,
+            ApiError::PreconditionRequired(_) => "precondition_required",
             ApiError::TooManyRequests { .. } => "rate_limited",
             ApiError::Unavailable { code, .. } => code,
             ApiError::Internal(_) => "internal",
@@ -120,7 +132,7 @@ impl ApiError {
             ApiError::Conflict { details, .. }
             | ApiError::Unprocessable { details, .. }
             | ApiError::Unavailable { details, .. } => details.clone(),
-            ApiError::PayloadTooLarge { limit } => {
+            ApiError::PayloadTooLarge { limit } | ApiError::TooLarge { limit, .. } => {
                 Some(serde_json::json!({ "limit_bytes": limit }))
             }
             _ => None,
@@ -141,6 +153,27 @@ impl From<CoreError> for ApiError {
                 message,
                 details: field.map(|f| serde_json::json!({ "field": f })),
             },
+            CoreError::Problems {
+                code,
+                message,
+                details,
+            } => ApiError::Unprocessable {
+                code,
+                message,
+                details: Some(details),
+            },
+            CoreError::TooLarge {
+                code,
+                message,
+                limit,
+            } => ApiError::TooLarge {
+                code,
+                message,
+                limit,
+            },
+            CoreError::PreconditionRequired(message) => {
+                ApiError::PreconditionRequired(message.into())
+            }
             CoreError::Unauthenticated(message) => ApiError::Unauthorized(message.into()),
             CoreError::Forbidden(message) => ApiError::Forbidden {
                 code: "forbidden",
@@ -208,8 +241,11 @@ impl ResponseError for ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::TooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -230,6 +266,13 @@ impl ResponseError for ApiError {
                 .headers_mut()
                 .insert("retry-after", seconds.to_string().parse().expect("digits"));
         }
+        if let ApiError::PayloadTooLarge { .. } = self {
+            // The unread rest of the body is still on the wire: tell the client this
+            // connection ends, so it does not send its next request into it.
+            response
+                .headers_mut()
+                .insert("connection", "close".parse().expect("static"));
+        }
         if let ApiError::Unauthorized(_) = self {
             response
                 .headers_mut()
@@ -248,6 +291,10 @@ const DOCUMENTED_ERRORS: &[(u16, &str)] = &[
     (409, "Conflict with the stored state"),
     (413, "Request body larger than the limit"),
     (415, "Unsupported Content-Type"),
+    (
+        428,
+        "The write must name the version it replaces (`If-Match` or `version`)",
+    ),
     (
         422,
         "Well-formed but invalid; every problem is listed in `details`",

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crewgraph_core::auth::tokens::AccessTokens;
 use crewgraph_core::config::Config;
+use crewgraph_core::crew::tools::ToolRegistry;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::CatchPanic;
 use poem::{EndpointExt, Route, Server};
@@ -23,12 +24,14 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub config: Arc<Config>,
     pub access_tokens: Arc<AccessTokens>,
+    pub tools: Arc<ToolRegistry>,
 }
 
 impl AppState {
     pub fn new(db: DatabaseConnection, config: Config) -> Self {
         AppState {
             access_tokens: Arc::new(AccessTokens::new(&config.auth.jwt_secret)),
+            tools: Arc::new(ToolRegistry::builtin()),
             db,
             config: Arc::new(config),
         }

@@ -12,6 +12,23 @@ pub enum CoreError {
         message: String,
         field: Option<&'static str>,
     },
+    /// The input breaks several rules at once; `details` lists them (e.g. graph problems).
+    #[error("{message}")]
+    Problems {
+        code: &'static str,
+        message: String,
+        details: Value,
+    },
+    /// The input is larger than a limit.
+    #[error("{message}")]
+    TooLarge {
+        code: &'static str,
+        message: String,
+        limit: usize,
+    },
+    /// A write that must name the version it replaces did not (optimistic concurrency).
+    #[error("{0}")]
+    PreconditionRequired(&'static str),
     /// Credentials are missing, wrong, expired or revoked. Deliberately vague.
     #[error("{0}")]
     Unauthenticated(&'static str),

@@ -1,8 +1,10 @@
 //! The one way lists paginate: `limit` (1..=100, default 50) and an opaque `cursor` that
-//! the previous page returned as `next_cursor`.
+//! the previous page returned as `next_cursor`. A cursor holds the sort key of the last
+//! item (keyset pagination: stable under inserts, no OFFSET scans).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::error::{CoreError, CoreResult};
@@ -10,11 +12,52 @@ use crate::error::{CoreError, CoreResult};
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 100;
 
+/// The sort key of the last item of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cursor {
+    /// Lists ordered by id (UUIDv7: creation order).
+    Id(Uuid),
+    /// Lists ordered by a timestamp, ties broken by id.
+    TimeId(DateTime<Utc>, Uuid),
+    /// Lists ordered by a number (version numbers).
+    Number(i64),
+}
+
+impl Cursor {
+    fn encode(self) -> String {
+        let bytes = match self {
+            Cursor::Id(id) => id.as_bytes().to_vec(),
+            Cursor::TimeId(time, id) => {
+                let mut bytes = time.timestamp_micros().to_be_bytes().to_vec();
+                bytes.extend_from_slice(id.as_bytes());
+                bytes
+            }
+            Cursor::Number(n) => n.to_be_bytes().to_vec(),
+        };
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn decode(text: &str) -> Option<Cursor> {
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        match bytes.len() {
+            16 => Uuid::from_slice(&bytes).ok().map(Cursor::Id),
+            24 => {
+                let micros = i64::from_be_bytes(bytes[..8].try_into().ok()?);
+                let time = DateTime::from_timestamp_micros(micros)?;
+                Some(Cursor::TimeId(time, Uuid::from_slice(&bytes[8..]).ok()?))
+            }
+            8 => Some(Cursor::Number(i64::from_be_bytes(bytes.try_into().ok()?))),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct PageRequest {
     pub limit: u32,
-    /// Items strictly after this id (ids are UUIDv7: time-ordered).
+    /// Items strictly after this id (ids are UUIDv7: time-ordered), for id-ordered lists.
     pub after: Option<Uuid>,
+    pub cursor: Option<Cursor>,
 }
 
 impl PageRequest {
@@ -27,24 +70,64 @@ impl PageRequest {
                 format!("limit must be from 1 to {MAX_LIMIT}"),
             ));
         }
-        let after = cursor
-            .map(|c| {
-                URL_SAFE_NO_PAD
-                    .decode(c)
-                    .ok()
-                    .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-                    .ok_or_else(|| {
-                        CoreError::invalid("invalid_cursor", "cursor", "the cursor is not valid")
-                    })
-            })
+        let cursor = cursor
+            .map(|c| Cursor::decode(c).ok_or_else(invalid_cursor))
             .transpose()?;
-        Ok(PageRequest { limit, after })
+        let after = match cursor {
+            Some(Cursor::Id(id)) => Some(id),
+            _ => None,
+        };
+        Ok(PageRequest {
+            limit,
+            after,
+            cursor,
+        })
+    }
+
+    /// The first page.
+    pub fn first(limit: u32) -> Self {
+        PageRequest {
+            limit,
+            after: None,
+            cursor: None,
+        }
+    }
+
+    /// For id-ordered lists: the cursor must be an id cursor.
+    pub fn after_id(&self) -> CoreResult<Option<Uuid>> {
+        match self.cursor {
+            None => Ok(None),
+            Some(Cursor::Id(id)) => Ok(Some(id)),
+            Some(_) => Err(invalid_cursor()),
+        }
+    }
+
+    /// For time-ordered lists.
+    pub fn after_time_id(&self) -> CoreResult<Option<(DateTime<Utc>, Uuid)>> {
+        match self.cursor {
+            None => Ok(None),
+            Some(Cursor::TimeId(time, id)) => Ok(Some((time, id))),
+            Some(_) => Err(invalid_cursor()),
+        }
+    }
+
+    /// For number-ordered lists.
+    pub fn after_number(&self) -> CoreResult<Option<i64>> {
+        match self.cursor {
+            None => Ok(None),
+            Some(Cursor::Number(n)) => Ok(Some(n)),
+            Some(_) => Err(invalid_cursor()),
+        }
     }
 
     /// Fetch one more than the limit to know whether another page exists.
     pub fn fetch_limit(&self) -> i64 {
         i64::from(self.limit) + 1
     }
+}
+
+fn invalid_cursor() -> CoreError {
+    CoreError::invalid("invalid_cursor", "cursor", "the cursor is not valid")
 }
 
 pub struct Page<T> {
@@ -54,12 +137,20 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     /// Builds a page from up to `limit + 1` rows ordered by id.
-    pub fn from_rows(mut rows: Vec<T>, request: PageRequest, id: impl Fn(&T) -> Uuid) -> Self {
+    pub fn from_rows(rows: Vec<T>, request: PageRequest, id: impl Fn(&T) -> Uuid) -> Self {
+        Self::from_keyed_rows(rows, request, |row| Cursor::Id(id(row)))
+    }
+
+    /// Builds a page from up to `limit + 1` rows ordered by `key`.
+    pub fn from_keyed_rows(
+        mut rows: Vec<T>,
+        request: PageRequest,
+        key: impl Fn(&T) -> Cursor,
+    ) -> Self {
         let more = rows.len() > request.limit as usize;
         rows.truncate(request.limit as usize);
         let next_cursor = if more {
-            rows.last()
-                .map(|last| URL_SAFE_NO_PAD.encode(id(last).as_bytes()))
+            rows.last().map(|last| key(last).encode())
         } else {
             None
         };
@@ -67,5 +158,32 @@ impl<T> Page<T> {
             items: rows,
             next_cursor,
         }
+    }
+
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page {
+            items: self.items.into_iter().map(f).collect(),
+            next_cursor: self.next_cursor,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_rejected() {
+        let id = Uuid::now_v7();
+        let time = DateTime::from_timestamp_micros(1_764_000_000_123_456).expect("time");
+        for cursor in [Cursor::Id(id), Cursor::TimeId(time, id), Cursor::Number(42)] {
+            let page = PageRequest::parse(Some(10), Some(&cursor.encode())).expect("parse");
+            assert_eq!(page.cursor, Some(cursor));
+        }
+        assert!(PageRequest::parse(None, Some("not a cursor!")).is_err());
+        assert!(PageRequest::parse(Some(0), None).is_err());
+        assert!(PageRequest::parse(Some(101), None).is_err());
+        let id_page = PageRequest::parse(None, Some(&Cursor::Id(id).encode())).expect("parse");
+        assert!(id_page.after_time_id().is_err(), "wrong kind of cursor");
     }
 }

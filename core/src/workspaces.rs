@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::error::{CoreError, CoreResult};
+use crate::fields;
 use crate::pagination::{Page, PageRequest};
 
 pub const MAX_NAME_CHARS: usize = 200;
@@ -30,32 +31,16 @@ pub struct WorkspaceChanges {
 }
 
 fn validate_name(name: &str) -> CoreResult<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(CoreError::invalid(
-            "invalid_name",
-            "name",
-            format!("the name must have 1 to {MAX_NAME_CHARS} characters"),
-        ));
-    }
-    Ok(name.to_string())
+    fields::required_text(name, "name", "invalid_name", MAX_NAME_CHARS)
 }
 
 fn validate_description(description: Option<String>) -> CoreResult<Option<String>> {
-    let description = description
-        .map(|d| d.trim().to_string())
-        .filter(|d| !d.is_empty());
-    if description
-        .as_ref()
-        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS)
-    {
-        return Err(CoreError::invalid(
-            "invalid_description",
-            "description",
-            format!("the description must have at most {MAX_DESCRIPTION_CHARS} characters"),
-        ));
-    }
-    Ok(description)
+    fields::optional_text(
+        description,
+        "description",
+        "invalid_description",
+        MAX_DESCRIPTION_CHARS,
+    )
 }
 
 fn name_conflict(err: sea_orm::DbErr) -> CoreError {

@@ -9,6 +9,9 @@ mod m20261125_000001_job_queue;
 mod m20261125_000002_identity;
 mod m20261125_000003_provider_api_keys;
 mod m20261125_000004_workspaces;
+mod m20261125_000005_graphs_templates_threads;
+
+pub use m20261125_000005_graphs_templates_threads::BUILTIN_TEMPLATES;
 
 pub struct Migrator;
 
@@ -20,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_identity::Migration),
             Box::new(m20261125_000003_provider_api_keys::Migration),
             Box::new(m20261125_000004_workspaces::Migration),
+            Box::new(m20261125_000005_graphs_templates_threads::Migration),
         ]
     }
 }

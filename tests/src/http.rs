@@ -4,6 +4,9 @@ use serde_json::{Value, json};
 
 use crate::{TestApi, TestDatabase, spawn_api_with};
 
+pub const ADMIN_EMAIL: &str = "root@example.com";
+pub const ADMIN_PASSWORD: &str = "the admin passphrase";
+
 pub const JWT_SECRET: &str = "test-jwt-secret-that-is-long-enough-for-hs256";
 pub const PASSWORD: &str = "correct horse battery";
 
@@ -107,4 +110,51 @@ pub async fn signed_up(api: &TestApi, email: &str) -> String {
 /// An empty JSON object, for POSTs without a body.
 pub fn empty() -> Value {
     json!({})
+}
+
+/// Starts the API with a bootstrap admin and returns the admin's access token.
+pub async fn api_with_admin(db: &TestDatabase) -> (TestApi, String) {
+    let api = spawn_api_with(
+        &db.url,
+        &[
+            ("CREWGRAPH_JWT_SECRET", JWT_SECRET),
+            ("CREWGRAPH_ADMIN_EMAIL", ADMIN_EMAIL),
+            ("CREWGRAPH_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ],
+    )
+    .await;
+    for _ in 0..100 {
+        let response = post(
+            &api,
+            "/api/v1/auth/login",
+            None,
+            json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}),
+        )
+        .await;
+        if response.status() == 200 {
+            let token = body(response).await["access_token"]
+                .as_str()
+                .expect("token")
+                .to_string();
+            return (api, token);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("bootstrap admin never appeared");
+}
+
+/// Creates a workspace and returns its id.
+pub async fn workspace(api: &TestApi, token: &str, name: &str) -> String {
+    let response = post(
+        api,
+        "/api/v1/workspaces",
+        Some(token),
+        json!({"name": name}),
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    body(response).await["id"]
+        .as_str()
+        .expect("workspace id")
+        .to_string()
 }

@@ -1,43 +1,12 @@
 //! Admin user management: admins only, paginated search, deactivation that ends access
 //! at once, role changes and deletion.
 
-use crewgraph_tests::http::{JWT_SECRET, body, expect_error, get, login, post, send, signed_up};
-use crewgraph_tests::{TestApi, TestDatabase, spawn_api_with};
+use crewgraph_tests::TestDatabase;
+use crewgraph_tests::http::{
+    ADMIN_EMAIL, api_with_admin, body, expect_error, get, login, post, send, signed_up,
+};
 use reqwest::Method;
 use serde_json::json;
-
-const ADMIN_EMAIL: &str = "root@example.com";
-const ADMIN_PASSWORD: &str = "the admin passphrase";
-
-async fn api_with_admin(db: &TestDatabase) -> (TestApi, String) {
-    let api = spawn_api_with(
-        &db.url,
-        &[
-            ("CREWGRAPH_JWT_SECRET", JWT_SECRET),
-            ("CREWGRAPH_ADMIN_EMAIL", ADMIN_EMAIL),
-            ("CREWGRAPH_ADMIN_PASSWORD", ADMIN_PASSWORD),
-        ],
-    )
-    .await;
-    for _ in 0..100 {
-        let response = post(
-            &api,
-            "/api/v1/auth/login",
-            None,
-            json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}),
-        )
-        .await;
-        if response.status() == 200 {
-            let token = body(response).await["access_token"]
-                .as_str()
-                .expect("token")
-                .to_string();
-            return (api, token);
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("bootstrap admin never appeared");
-}
 
 #[tokio::test]
 async fn only_admins_manage_users() {

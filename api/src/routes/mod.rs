@@ -4,9 +4,14 @@
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod graph_bodies;
+pub mod graphs;
 pub mod health;
+pub mod templates;
+pub mod threads;
 pub mod tokens;
 pub mod users;
+pub mod validation;
 pub mod workspaces;
 
 use poem_openapi::Tags;
@@ -27,6 +32,16 @@ pub enum ApiTags {
     Admin,
     /// A user's folders of graphs and threads.
     Workspaces,
+    /// Crew graphs: store, version, validate, export and import.
+    Graphs,
+    /// The node types a graph may hold, with JSON Schemas for forms.
+    NodeTypes,
+    /// The tool repository.
+    Tools,
+    /// Ready-made graphs (written by admins).
+    Templates,
+    /// Conversations, optionally bound to a graph, and their messages.
+    Threads,
 }
 
 /// Every resource's operations, merged in one place.
@@ -39,5 +54,19 @@ pub fn api() -> impl poem_openapi::OpenApi {
         api_keys::ApiKeysApi,
         admin::AdminApi,
         workspaces::WorkspacesApi,
+        graphs::GraphsApi,
+        validation::ValidationApi,
+        templates::TemplatesApi,
+        threads::ThreadsApi,
     )
+}
+
+/// A PATCH field: absent keeps the stored value (`None`), `null` clears it (`Some(None)`).
+pub fn patch_field<T>(value: poem_openapi::types::MaybeUndefined<T>) -> Option<Option<T>> {
+    use poem_openapi::types::MaybeUndefined;
+    match value {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(v)),
+    }
 }

@@ -187,11 +187,7 @@ impl WorkspacesApi {
         body: Json<UpdateWorkspaceRequest>,
     ) -> Result<WorkspaceResponse, ApiError> {
         let body = body.0;
-        let description = match body.description {
-            MaybeUndefined::Undefined => None,
-            MaybeUndefined::Null => Some(None),
-            MaybeUndefined::Value(d) => Some(Some(d)),
-        };
+        let description = super::patch_field(body.description);
         let workspace = workspaces::update(
             &state.db,
             &auth.0,

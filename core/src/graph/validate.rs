@@ -23,9 +23,24 @@ pub enum Process {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
     pub process: Process,
+    /// Every agent of the crew, in document order.
+    pub agents: Vec<PlannedAgent>,
     pub tasks: Vec<PlannedTask>,
+    /// The llm node configuring the manager (hierarchical), if one is linked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manager_llm_node: Option<String>,
     /// `{placeholder}` names the kickoff inputs must provide, sorted.
     pub inputs: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedAgent {
+    pub node_id: String,
+    /// Tool names from tool → agent edges.
+    pub tools: Vec<String>,
+    /// The llm node linked to the agent, if any (else its inline `llm`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llm_node: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -80,16 +95,75 @@ pub fn validate(value: &Value, tool_exists: &dyn Fn(&str) -> bool) -> Validation
         check_manager(&edges, crew, &mut problems);
     }
     check_async_rules(&tasks, &document, &mut problems);
-    check_isolated(&document, &edges, &mut problems);
+    check_isolated(&document, &edges, process, &mut problems);
     if document.nodes.iter().all(|n| n.kind != NodeKind::Task) {
         problems.push(Problem::error("no_task", "a crew needs at least one task"));
     }
     let plan = (!has_errors(&problems)).then(|| Plan {
         process,
+        agents: plan_agents(&document, &edges),
+        manager_llm_node: crew
+            .and_then(|c| edges.llms_of.get(&c.id))
+            .and_then(|llms| llms.first().cloned()),
         tasks,
         inputs: placeholders::required_inputs(&document),
     });
     Validation { problems, plan }
+}
+
+/// Validates one node's `data` alone (the front end's form check).
+pub fn validate_node(
+    kind: NodeKind,
+    id: &str,
+    data: Map<String, Value>,
+    tool_exists: &dyn Fn(&str) -> bool,
+) -> Problems {
+    let node = Node {
+        id: id.to_string(),
+        kind,
+        y: 0.0,
+        data,
+    };
+    let mut problems = Problems::new();
+    check_node_data(&node, tool_exists, &mut problems);
+    problems
+}
+
+fn tool_names(document: &Document, tool_nodes: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in tool_nodes
+        .iter()
+        .filter_map(|t| document.node(t))
+        .filter_map(|t| t.data.get("tool").and_then(Value::as_str))
+    {
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
+fn plan_agents(document: &Document, edges: &Edges) -> Vec<PlannedAgent> {
+    document
+        .nodes
+        .iter()
+        .filter(|n| n.kind == NodeKind::Agent)
+        .map(|agent| PlannedAgent {
+            node_id: agent.id.clone(),
+            tools: tool_names(
+                document,
+                edges
+                    .tools_of
+                    .get(&agent.id)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default(),
+            ),
+            llm_node: edges
+                .llms_of
+                .get(&agent.id)
+                .and_then(|llms| llms.first().cloned()),
+        })
+        .collect()
 }
 
 /// Edges that survived the checks, by meaning.
@@ -253,6 +327,7 @@ fn check_node_data(node: &Node, tool_exists: &dyn Fn(&str) -> bool, problems: &m
                 fields.required_text(field);
             }
             fields.optional_text("llm");
+            fields.one_of("tool_calling", &["react", "native"]);
             fields.positive_int("max_iter");
             fields.positive_int("max_rpm");
             fields.positive_int("max_retry_limit");
@@ -319,6 +394,28 @@ fn check_node_data(node: &Node, tool_exists: &dyn Fn(&str) -> bool, problems: &m
         }
         NodeKind::Llm => {
             fields.required_text("model");
+            fields.optional_text("base_url");
+            if let Some(Value::String(url)) = node.data.get("base_url")
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                fields.invalid("base_url", "`base_url` must be an http:// or https:// URL");
+            }
+            if let Some(value) = node.data.get("api_key_id")
+                && !value.is_null()
+                && value
+                    .as_str()
+                    .is_none_or(|id| uuid::Uuid::parse_str(id).is_err())
+            {
+                fields.invalid(
+                    "api_key_id",
+                    "`api_key_id` must be the id of a stored API key",
+                );
+            }
+            fields.number_in("temperature", 0.0, 2.0);
+            fields.number_in("top_p", 0.0, 1.0);
+            fields.number_in("timeout", 0.001, 3600.0);
+            fields.positive_int("max_tokens");
+            fields.optional_bool("stream");
         }
         NodeKind::Crew => {
             if let Some(process) = node.data.get("process")
@@ -391,6 +488,30 @@ impl FieldChecker<'_> {
             && !value.is_boolean()
         {
             self.invalid(field, &format!("`{field}` must be true or false"));
+        }
+    }
+
+    fn one_of(&mut self, field: &str, allowed: &[&str]) {
+        if let Some(value) = self.data().get(field)
+            && !value.is_null()
+            && !value.as_str().is_some_and(|v| allowed.contains(&v))
+        {
+            self.invalid(
+                field,
+                &format!("`{field}` must be one of: {}", allowed.join(", ")),
+            );
+        }
+    }
+
+    fn number_in(&mut self, field: &str, min: f64, max: f64) {
+        if let Some(value) = self.data().get(field)
+            && !value.is_null()
+            && !value.as_f64().is_some_and(|v| (min..=max).contains(&v))
+        {
+            self.invalid(
+                field,
+                &format!("`{field}` must be a number from {min} to {max}"),
+            );
         }
     }
 
@@ -562,17 +683,7 @@ fn plan_tasks(
         } else {
             own_tools
         };
-        let mut tools: Vec<String> = tool_nodes
-            .iter()
-            .filter_map(|t| document.node(t))
-            .filter_map(|t| {
-                t.data
-                    .get("tool")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .collect();
-        tools.dedup();
+        let tools = tool_names(document, &tool_nodes);
         let context = edges.context_of_task.get(id).map(|sources| {
             order
                 .iter()
@@ -666,13 +777,17 @@ fn check_async_rules(tasks: &[PlannedTask], document: &Document, problems: &mut 
     }
 }
 
-fn check_isolated(document: &Document, edges: &Edges, problems: &mut Problems) {
+fn check_isolated(document: &Document, edges: &Edges, process: Process, problems: &mut Problems) {
     for node in &document.nodes {
         if node.kind == NodeKind::Crew || edges.connected.contains(&node.id) {
             continue;
         }
-        // A lone task in a one-task hierarchical graph is not isolated in spirit, but a
-        // lone agent, tool or llm does nothing.
+        // In a hierarchical crew every agent is on the manager's team and tasks need no
+        // agent, so neither is idle without edges; a lone tool or llm does nothing.
+        if process == Process::Hierarchical && matches!(node.kind, NodeKind::Agent | NodeKind::Task)
+        {
+            continue;
+        }
         problems.push(
             Problem::warning(
                 "isolated_node",
