@@ -332,6 +332,39 @@ async fn a_stream_that_goes_silent_hits_the_idle_timeout() {
 }
 
 #[tokio::test]
+async fn a_stream_cut_after_a_delta_is_not_retried_but_a_cut_before_any_is() {
+    let server = ScriptedLlm::start(Script::new(vec![Rule::fault(FaultKind::Disconnect)])).await;
+    for model in ["openai/gpt-4o-mini", "anthropic/claude-3-5-sonnet-latest"] {
+        let before = server.requests().len();
+        let client = connect(&server, model, true).await;
+        let (deltas, result) = call(client.as_ref(), &ask("go on")).await;
+        assert!(!deltas.is_empty(), "{model}: deltas were handed on");
+        assert!(
+            matches!(result, Err(LlmError::Unavailable(_))),
+            "{model}: {result:?}"
+        );
+        assert_eq!(
+            server.requests().len() - before,
+            1,
+            "{model}: not retried after a delta"
+        );
+
+        let before = server.requests().len();
+        let client = connect(&server, model, false).await;
+        let (_, result) = call(client.as_ref(), &ask("go on")).await;
+        assert!(
+            matches!(result, Err(LlmError::Unavailable(_))),
+            "{model}: {result:?}"
+        );
+        assert_eq!(
+            server.requests().len() - before,
+            4,
+            "{model}: nothing was delivered, so the cut is retried 3 times"
+        );
+    }
+}
+
+#[tokio::test]
 async fn malformed_answers_are_invalid_responses() {
     let server = ScriptedLlm::start(Script::new(vec![Rule::fault(FaultKind::Malformed)])).await;
     for model in ["openai/gpt-4o-mini", "anthropic/claude-3-5-sonnet-latest"] {

@@ -121,6 +121,27 @@ fn fault(kind: FaultKind, retry_after: Option<u64>, request: &RequestView) -> Re
         ),
         FaultKind::BadRequest => error(400, "invalid_request_error", "temperature: range: 0..1"),
         FaultKind::Timeout => Rendered::hang(),
+        FaultKind::Disconnect => {
+            if request.stream {
+                let mut events = vec![message_start(request, 0, &Usage::default())];
+                events.push(event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": 0,
+                           "content_block": {"type": "text", "text": ""}}),
+                ));
+                events.push(event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0,
+                           "delta": {"type": "text_delta", "text": "Thought: I was about to say"}}),
+                ));
+                Rendered::cut("text/event-stream", events)
+            } else {
+                Rendered::cut(
+                    "application/json",
+                    vec!["{\"type\": \"message\", ".to_owned()],
+                )
+            }
+        }
         FaultKind::Malformed => {
             if request.stream {
                 Rendered::sse(vec![

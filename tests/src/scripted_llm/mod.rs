@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use poem::http::{HeaderMap, StatusCode};
-use poem::listener::{Acceptor, TcpAcceptor};
+use poem::listener::TcpAcceptor;
 use poem::web::Data;
 use poem::{Body, EndpointExt, Response, Route, Server, get, handler, post};
 use serde::Deserialize;
@@ -94,7 +94,6 @@ impl ScriptedLlm {
             .at("/v1/messages", post(messages))
             .at("/health", get(health))
             .data(state.clone());
-        debug_assert!(acceptor.local_addr().len() == 1);
         let server = tokio::spawn(async move {
             if let Err(error) = Server::new_with_acceptor(acceptor).run(app).await {
                 eprintln!("scripted-llm stopped: {error}");
@@ -152,6 +151,8 @@ pub(crate) enum RenderedBody {
     Whole(String),
     /// SSE events, sent one by one (with the rule's chunk delay between them).
     Chunks(Vec<String>),
+    /// Sends these pieces, then drops the connection.
+    Cut(Vec<String>),
     /// Accepts the request and never answers.
     Hang,
 }
@@ -254,6 +255,15 @@ async fn respond(rendered: Rendered, chunk_delay_ms: u64) -> Response {
             builder
                 .header("cache-control", "no-cache")
                 .body(Body::from_bytes_stream(stream))
+        }
+        RenderedBody::Cut(pieces) => {
+            // Promising more bytes than are sent makes the server drop the connection
+            // mid-body, as a failing provider or proxy does.
+            let promised = pieces.iter().map(String::len).sum::<usize>() + 1024;
+            let pieces = pieces.into_iter().map(Ok::<_, std::io::Error>);
+            builder
+                .header("content-length", promised.to_string())
+                .body(Body::from_bytes_stream(futures::stream::iter(pieces)))
         }
         RenderedBody::Hang => {
             std::future::pending::<()>().await;

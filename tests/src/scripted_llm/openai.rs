@@ -114,6 +114,20 @@ fn fault(
             "Invalid value for 'temperature': expected a number between 0 and 2.",
         ),
         FaultKind::Timeout => Rendered::hang(),
+        FaultKind::Disconnect => {
+            if request.stream {
+                let events = ["Thought: I was ", "about to say"]
+                    .iter()
+                    .map(|piece| chunk(request, 0, json!({ "content": piece }), None))
+                    .collect();
+                Rendered::cut("text/event-stream", events)
+            } else {
+                Rendered::cut(
+                    "application/json",
+                    vec!["{\"id\": \"chatcmpl-cut\", ".to_owned()],
+                )
+            }
+        }
         FaultKind::Malformed => {
             if request.stream {
                 Rendered::sse(vec![
@@ -214,6 +228,15 @@ impl Rendered {
             content_type: "text/event-stream",
             retry_after: None,
             body: RenderedBody::Chunks(events),
+        }
+    }
+
+    pub(crate) fn cut(content_type: &'static str, pieces: Vec<String>) -> Rendered {
+        Rendered {
+            status: 200,
+            content_type,
+            retry_after: None,
+            body: RenderedBody::Cut(pieces),
         }
     }
 

@@ -239,6 +239,8 @@ pub enum FaultKind {
     BadRequest,
     Timeout,
     Malformed,
+    /// Starts a 200 answer (streamed: a few text deltas) and then drops the connection.
+    Disconnect,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]

@@ -160,13 +160,12 @@ pub(crate) fn send_failure(error: &reqwest::Error, secret: Option<&SecretString>
 }
 
 /// A failure while reading a body: a cut connection may be retried (if nothing was
-/// delivered yet).
+/// delivered yet). reqwest reports every body read failure as a "decode" error, but we
+/// parse JSON ourselves (and no compression is on), so these are all transport failures.
 pub(crate) fn body_failure(error: &reqwest::Error, secret: Option<&SecretString>) -> Failure {
     let message = redact(&error_chain(error), secret);
     if error.is_timeout() {
         Failure::fatal(LlmError::Timeout(message))
-    } else if error.is_decode() {
-        Failure::fatal(LlmError::InvalidResponse(message))
     } else {
         Failure::transient(LlmError::Unavailable(format!(
             "the connection failed while reading the answer: {message}"
