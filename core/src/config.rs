@@ -51,6 +51,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub api: ApiConfig,
     pub worker: WorkerConfig,
+    pub executions: ExecutionLimits,
     pub auth: AuthConfig,
     pub encryption_keys: EncryptionKeys,
     pub mlflow_tracking_uri: Option<url::Url>,
@@ -75,6 +76,24 @@ pub struct ApiConfig {
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub concurrency: usize,
+    /// Seconds an execution may run before it fails with `timeout`.
+    pub execution_timeout_secs: u64,
+    /// A running execution whose heartbeat is older than this is recovered.
+    pub lost_after_secs: u64,
+    /// Seconds a stopping worker lets running crews finish before handing them back.
+    pub shutdown_grace_secs: u64,
+    /// Claims of one execution before a lost worker fails it (`worker_lost`).
+    pub max_attempts: i32,
+    /// Operator fallback for models whose owner has no stored key for the provider: an
+    /// OpenAI-compatible base URL (the Quickstart points it at `scripted-llm`).
+    pub fallback_llm_base_url: Option<String>,
+    pub fallback_llm_api_key: Option<SecretString>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecutionLimits {
+    /// Queued plus running executions one user may have.
+    pub max_active_per_user: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -275,6 +294,44 @@ impl Config {
             )
             .unwrap_or(DEFAULT_WORKER_CONCURRENCY);
 
+        let execution_timeout_secs = reader
+            .parse_ranged(
+                "CREWGRAPH_EXECUTION_TIMEOUT_SECS",
+                1800u64,
+                1,
+                7 * 24 * 3600,
+            )
+            .unwrap_or(1800);
+        let lost_after_secs = reader
+            .parse_ranged("CREWGRAPH_WORKER_LOST_AFTER_SECS", 30u64, 2, 3600)
+            .unwrap_or(30);
+        let shutdown_grace_secs = reader
+            .parse_ranged("CREWGRAPH_WORKER_SHUTDOWN_GRACE_SECS", 30u64, 0, 3600)
+            .unwrap_or(30);
+        let max_attempts = reader
+            .parse_ranged("CREWGRAPH_EXECUTION_MAX_ATTEMPTS", 3i32, 1, 100)
+            .unwrap_or(3);
+        let max_active_per_user = reader
+            .parse_ranged("CREWGRAPH_MAX_ACTIVE_EXECUTIONS", 100i64, 1, 1_000_000)
+            .unwrap_or(100);
+        let fallback_llm_base_url = reader.get("CREWGRAPH_FALLBACK_LLM_BASE_URL").and_then(|v| {
+            match url::Url::parse(v.trim()) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") => {
+                    Some(v.trim().trim_end_matches('/').to_string())
+                }
+                _ => {
+                    reader.problem(
+                        "CREWGRAPH_FALLBACK_LLM_BASE_URL",
+                        "must be an http:// or https:// URL".into(),
+                    );
+                    None
+                }
+            }
+        });
+        let fallback_llm_api_key = reader
+            .get("CREWGRAPH_FALLBACK_LLM_API_KEY")
+            .map(SecretString::from);
+
         let jwt_secret = match reader.get("CREWGRAPH_JWT_SECRET") {
             Some(secret) if secret.len() >= MIN_JWT_SECRET_BYTES => secret,
             Some(_) => {
@@ -423,7 +480,18 @@ impl Config {
                 listen_addr,
                 max_body_bytes,
             },
-            worker: WorkerConfig { concurrency },
+            worker: WorkerConfig {
+                concurrency,
+                execution_timeout_secs,
+                lost_after_secs,
+                shutdown_grace_secs,
+                max_attempts,
+                fallback_llm_base_url,
+                fallback_llm_api_key,
+            },
+            executions: ExecutionLimits {
+                max_active_per_user,
+            },
             auth: AuthConfig {
                 jwt_secret: SecretString::from(jwt_secret),
                 admin,

@@ -1,0 +1,201 @@
+//! The event log of executions (DESIGN §4): rows `execution_events(execution_id, seq,
+//! type, data, created_at)` with `seq` gap-free per execution, inserted together with a
+//! `pg_notify` on [`EVENTS_CHANNEL`] in the same transaction, so a listener hears of an
+//! event only once it is committed.
+//!
+//! Appends are batched: one statement writes the events of many executions (the worker's
+//! writer gathers what its crews emitted meanwhile — group commit), numbering each
+//! execution's events under its row lock.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, FromQueryResult, Statement};
+use serde::Serialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::crew::events::RuntimeEvent;
+use crate::error::CoreResult;
+
+/// Notification payload: `<execution_id>:<first seq>:<last seq>` (ids, never bodies: the
+/// payload limit is 8000 bytes).
+pub const EVENTS_CHANNEL: &str = "crewgraph_events";
+
+#[derive(Debug, Clone, PartialEq, FromQueryResult)]
+pub struct StoredEvent {
+    pub execution_id: Uuid,
+    pub seq: i64,
+    pub event_type: String,
+    pub data: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    /// The envelope clients receive: `{execution_id, seq, type, ts, data}`.
+    pub fn envelope(&self) -> Value {
+        json!({
+            "execution_id": self.execution_id,
+            "seq": self.seq,
+            "type": self.event_type,
+            "ts": self.created_at,
+            "data": self.data,
+        })
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self.event_type.as_str(),
+            "execution.succeeded" | "execution.failed" | "execution.cancelled"
+        )
+    }
+}
+
+/// Events of one execution to append, in order.
+#[derive(Debug, Clone)]
+pub struct EventBatch {
+    pub execution_id: Uuid,
+    /// Only append if the execution is still at this attempt (fences off a worker whose
+    /// claim was taken back). `None`: unconditional (API and reaper writes).
+    pub attempt: Option<i32>,
+    pub events: Vec<RuntimeEvent>,
+}
+
+#[derive(Serialize)]
+struct BatchRow<'a> {
+    id: Uuid,
+    attempt: Option<i32>,
+    events: Vec<EventRow<'a>>,
+}
+
+#[derive(Serialize)]
+struct EventRow<'a> {
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    data: Value,
+}
+
+/// An execution whose events were written, with the seq of its last event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromQueryResult)]
+pub struct Appended {
+    pub execution_id: Uuid,
+    pub last_seq: i64,
+}
+
+/// Appends every batch (one per execution) in one statement and notifies listeners.
+/// Executions that are gone or fenced off are skipped: they are absent from the result.
+pub async fn append<C: ConnectionTrait>(
+    db: &C,
+    batches: &[EventBatch],
+) -> CoreResult<Vec<Appended>> {
+    let mut rows: Vec<BatchRow> = batches
+        .iter()
+        .filter(|b| !b.events.is_empty())
+        .map(|b| BatchRow {
+            id: b.execution_id,
+            attempt: b.attempt,
+            events: b
+                .events
+                .iter()
+                .map(|e| EventRow {
+                    event_type: e.type_name(),
+                    data: e.data(),
+                })
+                .collect(),
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Lock execution rows in one order everywhere, so concurrent batches cannot deadlock.
+    rows.sort_by_key(|r| r.id);
+    let input = serde_json::to_value(&rows).map_err(anyhow::Error::from)?;
+    let appended = Appended::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        r#"
+WITH input AS (
+    SELECT (x->>'id')::uuid AS id, (x->>'attempt')::integer AS attempt, x->'events' AS events,
+           jsonb_array_length(x->'events') AS n
+    FROM jsonb_array_elements($1::jsonb) AS x
+), locked AS (
+    SELECT e.id FROM executions e JOIN input i ON i.id = e.id
+    WHERE i.attempt IS NULL OR e.attempt = i.attempt
+    ORDER BY e.id FOR UPDATE OF e
+), bumped AS (
+    UPDATE executions e SET last_seq = e.last_seq + i.n
+    FROM input i, locked l WHERE e.id = i.id AND l.id = i.id
+    RETURNING e.id, e.last_seq AS last, i.n, i.events
+), inserted AS (
+    INSERT INTO execution_events (execution_id, seq, type, data)
+    SELECT b.id, b.last - b.n + ev.ord, ev.item->>'type', ev.item->'data'
+    FROM bumped b, jsonb_array_elements(b.events) WITH ORDINALITY AS ev(item, ord)
+)
+SELECT b.id AS execution_id, b.last AS last_seq,
+       pg_notify('crewgraph_events', b.id::text || ':' || (b.last - b.n + 1) || ':' || b.last) AS notified
+FROM bumped b
+"#,
+        [input.into()],
+    ))
+    .all(db)
+    .await?;
+    Ok(appended)
+}
+
+/// Stored events of an execution with `seq > after`, in order, at most `limit`.
+pub async fn read_after<C: ConnectionTrait>(
+    db: &C,
+    execution_id: Uuid,
+    after: i64,
+    limit: u32,
+) -> CoreResult<Vec<StoredEvent>> {
+    Ok(
+        StoredEvent::find_by_statement(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT execution_id, seq, type AS event_type, data, created_at FROM execution_events \
+         WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            [execution_id.into(), after.into(), i64::from(limit).into()],
+        ))
+        .all(db)
+        .await?,
+    )
+}
+
+/// A parsed notification of [`EVENTS_CHANNEL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventsNotice {
+    pub execution_id: Uuid,
+    pub first_seq: i64,
+    pub last_seq: i64,
+}
+
+impl EventsNotice {
+    pub fn parse(payload: &str) -> Option<EventsNotice> {
+        let mut parts = payload.split(':');
+        let execution_id = Uuid::parse_str(parts.next()?).ok()?;
+        let first_seq = parts.next()?.parse().ok()?;
+        let last_seq = parts.next()?.parse().ok()?;
+        Some(EventsNotice {
+            execution_id,
+            first_seq,
+            last_seq,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_parse_and_garbage_does_not() {
+        let id = Uuid::now_v7();
+        assert_eq!(
+            EventsNotice::parse(&format!("{id}:3:7")),
+            Some(EventsNotice {
+                execution_id: id,
+                first_seq: 3,
+                last_seq: 7
+            })
+        );
+        assert_eq!(EventsNotice::parse("nonsense"), None);
+        assert_eq!(EventsNotice::parse(&format!("{id}:x:7")), None);
+    }
+}
