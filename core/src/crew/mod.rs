@@ -2,8 +2,13 @@
 //! semantics, LLM providers, tools and the events a run emits. Independent of HTTP.
 
 pub mod events;
+pub mod interpolate;
+pub mod lenient_json;
 pub mod llm;
 pub mod output;
+pub mod parser;
+pub mod prompts;
+pub mod pyrepr;
 pub mod spec;
 pub mod tools;
 
