@@ -5,6 +5,22 @@
 //! The runtime only sees [`LlmClient`]; [`LlmConnector`] turns a [`LlmSpec`] into a client
 //! (the worker's connector decrypts the owner's provider key just before use).
 
+mod anthropic;
+mod connector;
+mod endpoint;
+mod openai;
+pub mod provider;
+mod transport;
+
+pub use anthropic::{ANTHROPIC_VERSION, AnthropicClient, DEFAULT_MAX_TOKENS};
+pub use connector::{
+    CredentialSource, Credentials, DEFAULT_AZURE_API_VERSION, EnvCredentials, HttpLlmClient,
+    HttpLlmConnector, StaticCredentials,
+};
+pub use openai::OpenAiClient;
+pub use provider::{ModelRoute, Provider};
+pub use transport::{HttpLlmOptions, parse_retry_after, parse_retry_after_value};
+
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -135,10 +151,14 @@ pub trait LlmClient: Send + Sync {
     /// The model string as configured (for events).
     fn model(&self) -> &str;
 
+    ///
+    /// The callback's lifetime is spelled out (`for<'d>`) because `async_trait` would
+    /// otherwise name the elided one after the method, and an implementation could not
+    /// hand it a chunk it owns.
     async fn complete(
         &self,
         request: &LlmRequest,
-        on_delta: &mut (dyn FnMut(&str) + Send),
+        on_delta: &mut (dyn for<'d> FnMut(&'d str) + Send),
     ) -> Result<LlmResponse, LlmError>;
 }
 
