@@ -708,3 +708,56 @@ async fn async_tasks_run_concurrently_and_feed_the_next_sync_task() {
         "{c_prompt}"
     );
 }
+
+#[tokio::test]
+async fn repeated_calls_are_refused_and_the_crew_cache_answers_later_tasks() {
+    let action = "Thought: add\nAction: calculator\nAction Input: {\"expression\": \"1+1\"}";
+    let server = ScriptedLlm::start(script(json!({
+        "rules": [
+            {"when": {"last_message_contains": "I tried reusing the same input"},
+             "reply": {"text": "Final Answer: stopped repeating"}},
+            {"when": {"last_message_contains": "Observation: 2"},
+             "reply": {"text": action}},
+            {"when": {"last_message_contains": "Current Task"},
+             "reply": {"text": action}}
+        ],
+        "fallback": "error"
+    })))
+    .await;
+    let mut worker = agent("Mathematician", "openai/gpt-4o-mini");
+    worker.tools = vec!["calculator".into()];
+    let spec = crew(
+        vec![worker],
+        vec![
+            task("t1", "Add once", "A sum", Some(0)),
+            task("t2", "Add twice", "A sum", Some(0)),
+        ],
+    );
+    let events = Events::default();
+    let output = run_crew(
+        &spec,
+        &Map::new(),
+        deps(&server),
+        &events,
+        CancellationToken::new(),
+    )
+    .await
+    .expect("runs");
+    assert_eq!(output.raw, "stopped repeating");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 6);
+    assert_eq!(
+        messages(&requests[2].body)[4].1,
+        "I tried reusing the same input, I must stop using this action input. I'll try something else instead.\n\n"
+    );
+    let from_cache: Vec<bool> = events
+        .all()
+        .iter()
+        .filter_map(|e| match e {
+            RuntimeEvent::ToolCompleted { from_cache, .. } => Some(*from_cache),
+            _ => None,
+        })
+        .collect();
+    // Task 1 runs the tool; task 2 gets the crew cache's answer.
+    assert_eq!(from_cache, [false, true]);
+}
