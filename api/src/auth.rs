@@ -101,6 +101,68 @@ impl<'a> ApiExtractor<'a> for Auth {
     }
 }
 
+/// The caller of the events stream: like [`Auth`], or a stream token in `?token=` (for
+/// browsers' EventSource, which cannot send headers) valid for the execution in the path.
+/// Yields the user id.
+pub struct StreamAuth(pub uuid::Uuid);
+
+impl<'a> ApiExtractor<'a> for StreamAuth {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(registry: &mut Registry) {
+        Auth::register(registry);
+    }
+
+    fn security_schemes() -> Vec<&'static str> {
+        Auth::security_schemes()
+    }
+
+    async fn from_request(
+        req: &'a Request,
+        body: &mut poem::RequestBody,
+        param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let token = req.uri().query().and_then(url_token);
+        match token {
+            Some(token) => {
+                let state = state(req)?;
+                let execution_id = execution_in_path(req.uri().path()).ok_or_else(|| {
+                    ApiError::Unauthorized(
+                        "a stream token needs an execution id in the path".into(),
+                    )
+                })?;
+                state
+                    .stream_tokens
+                    .verify(&token, execution_id)
+                    .map(StreamAuth)
+                    .map_err(|e| ApiError::from(e).into())
+            }
+            None => Auth::from_request(req, body, param_opts)
+                .await
+                .map(|Auth(principal)| StreamAuth(principal.user_id)),
+        }
+    }
+}
+
+/// `.../executions/{id}/...` → the id.
+fn execution_in_path(path: &str) -> Option<uuid::Uuid> {
+    let mut segments = path.split('/');
+    segments.find(|s| *s == "executions")?;
+    segments
+        .next()
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+}
+
+/// The `token` query parameter, percent-decoded.
+fn url_token(query: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "token")
+        .map(|(_, value)| value.into_owned())
+        .filter(|value| !value.is_empty())
+}
+
 /// The client's address for rate limits: the TCP peer. (Forwarded headers are not
 /// trusted: anyone could set them to dodge a limit.)
 pub fn client_address(req: &Request) -> String {

@@ -93,6 +93,9 @@ pub enum ApiError {
         message: String,
         retry_after: Option<u64>,
     },
+    /// 429: a quota is used up (e.g. active executions); no fixed wait helps.
+    #[error("{message}")]
+    QuotaExceeded { code: &'static str, message: String },
     /// 503: a dependency (the database) is unavailable.
     #[error("{message}")]
     Unavailable {
@@ -122,6 +125,7 @@ impl ApiError {
             ApiError::Unprocessable { code, .. } => code,
             ApiError::PreconditionRequired(_) => "precondition_required",
             ApiError::TooManyRequests { .. } => "rate_limited",
+            ApiError::QuotaExceeded { code, .. } => code,
             ApiError::Unavailable { code, .. } => code,
             ApiError::Internal(_) => "internal",
         }
@@ -193,6 +197,7 @@ impl From<CoreError> for ApiError {
                 message,
                 details,
             },
+            CoreError::Quota { code, message } => ApiError::QuotaExceeded { code, message },
             CoreError::RateLimited { retry_after_secs } => ApiError::TooManyRequests {
                 message: format!("too many attempts: retry in {retry_after_secs} s"),
                 retry_after: Some(retry_after_secs),
@@ -246,7 +251,9 @@ impl ResponseError for ApiError {
             }
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
-            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests { .. } | ApiError::QuotaExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod event_hub;
 pub mod middleware;
 pub mod routes;
 pub mod startup;

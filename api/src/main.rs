@@ -106,7 +106,10 @@ async fn serve(config: Config, migrate_first: bool) -> anyhow::Result<()> {
         migrate(&config).await?;
     }
     let db = db::connect_lazy(&config.database).await?;
+    let database_url = secrecy::ExposeSecret::expose_secret(&config.database.url).to_string();
     let state = AppState::new(db, config);
+    // One LISTEN connection for every SSE client of this process.
+    tokio::spawn(state.events.clone().run(database_url));
     if let Some(admin) = state.config.auth.admin.clone() {
         tokio::spawn(bootstrap_admin(state.db.clone(), admin));
     }

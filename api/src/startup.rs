@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crewgraph_core::auth::stream_tokens::StreamTokens;
 use crewgraph_core::auth::tokens::AccessTokens;
 use crewgraph_core::config::Config;
 use crewgraph_core::crew::tools::ToolRegistry;
@@ -13,6 +14,7 @@ use poem_openapi::OpenApiService;
 use sea_orm::DatabaseConnection;
 
 use crate::error::{into_json_response, panic_response};
+use crate::event_hub::EventHub;
 use crate::middleware::{BodyLimit, RequestContext};
 use crate::routes;
 
@@ -25,6 +27,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub access_tokens: Arc<AccessTokens>,
     pub tools: Arc<ToolRegistry>,
+    pub stream_tokens: Arc<StreamTokens>,
+    pub events: Arc<EventHub>,
 }
 
 impl AppState {
@@ -32,6 +36,8 @@ impl AppState {
         AppState {
             access_tokens: Arc::new(AccessTokens::new(&config.auth.jwt_secret)),
             tools: Arc::new(ToolRegistry::builtin()),
+            stream_tokens: Arc::new(StreamTokens::new(&config.auth.jwt_secret)),
+            events: EventHub::new(db.clone()),
             db,
             config: Arc::new(config),
         }

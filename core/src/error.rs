@@ -45,6 +45,10 @@ pub enum CoreError {
         message: String,
         details: Option<Value>,
     },
+    /// A quota (e.g. active executions per user) is used up; not a matter of waiting a
+    /// fixed time.
+    #[error("{message}")]
+    Quota { code: &'static str, message: String },
     /// A rate limit was hit; retry after this many seconds.
     #[error("too many attempts, retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },

@@ -237,7 +237,11 @@ pub async fn get(db: &DatabaseConnection, principal: &Principal, id: Uuid) -> Co
     get_in(db, principal, id).await
 }
 
-async fn get_in<C: ConnectionTrait>(db: &C, principal: &Principal, id: Uuid) -> CoreResult<Graph> {
+pub(crate) async fn get_in<C: ConnectionTrait>(
+    db: &C,
+    principal: &Principal,
+    id: Uuid,
+) -> CoreResult<Graph> {
     Graph::find_by_statement(Statement::from_sql_and_values(
         db.get_database_backend(),
         format!("SELECT {COLUMNS} FROM graphs WHERE id = $1 AND user_id = $2"),

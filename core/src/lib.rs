@@ -8,6 +8,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod executions;
 pub mod fields;
 pub mod graph;
 pub mod graphs;

@@ -209,8 +209,19 @@ pub async fn add_message(
     role: MessageRole,
     content: &str,
 ) -> CoreResult<Message> {
+    add_message_in(db, principal, thread_id, role, content).await
+}
+
+/// [`add_message`] on any connection (a chat run's kickoff transaction).
+pub async fn add_message_in<C: ConnectionTrait>(
+    db: &C,
+    principal: &Principal,
+    thread_id: Uuid,
+    role: MessageRole,
+    content: &str,
+) -> CoreResult<Message> {
     validate_content(content)?;
-    let message = Message::find_by_statement(Statement::from_sql_and_values(
+    Message::find_by_statement(Statement::from_sql_and_values(
         db.get_database_backend(),
         format!(
             "WITH thread AS ( \
@@ -228,8 +239,73 @@ pub async fn add_message(
     ))
     .one(db)
     .await?
-    .ok_or(CoreError::NotFound("thread"))?;
-    Ok(message)
+    .ok_or(CoreError::NotFound("thread"))
+}
+
+/// Links a user message to the execution it started.
+pub async fn link_execution<C: ConnectionTrait>(
+    db: &C,
+    message_id: Uuid,
+    execution_id: Uuid,
+) -> CoreResult<Message> {
+    Message::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        format!("UPDATE messages SET execution_id = $2 WHERE id = $1 RETURNING {MESSAGE_COLUMNS}"),
+        [message_id.into(), execution_id.into()],
+    ))
+    .one(db)
+    .await?
+    .ok_or(CoreError::NotFound("message"))
+}
+
+/// A chat run's outcome in its thread: the crew's answer as an assistant message, linked
+/// to the execution. Nothing happens for executions that are not chat runs (or whose
+/// thread is gone).
+pub async fn record_run_answer<C: ConnectionTrait>(
+    db: &C,
+    execution_id: Uuid,
+    answer: &str,
+) -> CoreResult<()> {
+    record_run_message(db, execution_id, MessageRole::Assistant, answer).await
+}
+
+/// A chat run that failed or was cancelled: a system message says so in the thread.
+pub async fn record_run_failure<C: ConnectionTrait>(
+    db: &C,
+    execution_id: Uuid,
+    text: &str,
+) -> CoreResult<()> {
+    record_run_message(db, execution_id, MessageRole::System, text).await
+}
+
+async fn record_run_message<C: ConnectionTrait>(
+    db: &C,
+    execution_id: Uuid,
+    role: MessageRole,
+    content: &str,
+) -> CoreResult<()> {
+    // Answers can be long; a thread keeps what fits a message.
+    let content: String = if content.trim().is_empty() {
+        "(the crew gave an empty answer)".into()
+    } else {
+        content.chars().take(MAX_MESSAGE_CHARS).collect()
+    };
+    db.execute(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "WITH thread AS ( \
+           UPDATE threads t SET updated_at = now() FROM executions e \
+           WHERE e.id = $2 AND t.id = e.thread_id RETURNING t.id) \
+         INSERT INTO messages (id, thread_id, role, content, execution_id) \
+         SELECT $1, thread.id, $3, $4, $2 FROM thread",
+        [
+            Uuid::now_v7().into(),
+            execution_id.into(),
+            role.as_str().into(),
+            content.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// A thread's messages, oldest first.

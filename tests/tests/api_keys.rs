@@ -3,6 +3,8 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use crewgraph_core::auth::provider_keys::KeyChoice::{ById, NewestFor};
+use crewgraph_core::auth::provider_keys::reveal;
 use crewgraph_core::config::{Component, Config, Lookup};
 use crewgraph_tests::http::{JWT_SECRET, body, expect_error, get, post, send, signed_up};
 use crewgraph_tests::{TestDatabase, spawn_api_with};
@@ -130,14 +132,22 @@ async fn keys_are_encrypted_masked_and_scoped_to_their_owner() {
         .await
         .expect("bob");
     let key_id = Uuid::parse_str(&id).expect("uuid");
-    let revealed = crewgraph_core::auth::provider_keys::reveal(&sea, &keys, alice_id, key_id)
+    let revealed = reveal(&sea, &keys, alice_id, ById(key_id))
         .await
-        .expect("reveal");
-    assert_eq!(revealed.expose_secret(), SECRET);
+        .expect("reveal")
+        .expect("alice's key");
+    assert_eq!(revealed.secret.expose_secret(), SECRET);
+    let newest = reveal(&sea, &keys, alice_id, NewestFor("openai"))
+        .await
+        .expect("reveal")
+        .expect("alice's newest openai key");
+    assert_eq!(newest.secret.expose_secret(), SECRET);
     assert!(
-        crewgraph_core::auth::provider_keys::reveal(&sea, &keys, bob_id, key_id)
+        reveal(&sea, &keys, bob_id, ById(key_id))
             .await
-            .is_err()
+            .expect("query")
+            .is_none(),
+        "Bob cannot open Alice's key"
     );
 
     // A ciphertext copied onto another user's row does not decrypt (owner id is the AAD).
@@ -158,11 +168,7 @@ async fn keys_are_encrypted_masked_and_scoped_to_their_owner() {
     .execute(&mut conn)
     .await
     .expect("copy");
-    assert!(
-        crewgraph_core::auth::provider_keys::reveal(&sea, &keys, bob_id, bob_key)
-            .await
-            .is_err()
-    );
+    assert!(reveal(&sea, &keys, bob_id, ById(bob_key)).await.is_err());
 }
 
 #[tokio::test]
@@ -304,9 +310,11 @@ async fn rotate_keys_re_encrypts_every_row_with_the_newest_key() {
             .await
             .expect("rows");
     for (n, (id, owner)) in rows.into_iter().enumerate() {
-        let secret = crewgraph_core::auth::provider_keys::reveal(&sea, &only_new, owner, id)
+        let secret = reveal(&sea, &only_new, owner, ById(id))
             .await
-            .expect("opens with v2");
+            .expect("opens with v2")
+            .expect("key exists")
+            .secret;
         assert_eq!(
             secret.expose_secret(),
             format!("sk-secret-number-{n}-abcdef")

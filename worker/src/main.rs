@@ -1,19 +1,22 @@
-//! `crewgraph-worker`: claims queued executions and runs crews.
-//!
-//! This first slice connects, checks the schema, reports ready and stops cleanly on
-//! SIGTERM; the claim loop arrives with the execution pipeline.
+//! `crewgraph-worker`: claims queued executions and runs crews (DESIGN §1, §3).
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use crewgraph_core::config::{Component, Config};
-use crewgraph_core::{db, shutdown, telemetry};
+use crewgraph_core::telemetry;
+
+mod claim_loop;
+mod context;
+mod event_writer;
+mod execute;
+mod listener;
+mod maintenance;
+mod running;
+mod work;
 
 /// Exit code for invalid configuration (sysexits' EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
-/// How long the worker waits for the database at start-up before giving up.
-const DATABASE_PATIENCE: Duration = Duration::from_secs(60);
 
 #[derive(Parser)]
 #[command(
@@ -47,7 +50,7 @@ async fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
     let result = match cli.command.unwrap_or(Command::Work) {
-        Command::Work => work(config).await,
+        Command::Work => work::run(config).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,29 +62,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn work(config: Config) -> anyhow::Result<()> {
-    let stop = shutdown::signal();
-    tokio::pin!(stop);
-    let db = tokio::select! {
-        db = db::connect_with_patience(&config.database, DATABASE_PATIENCE) => db?,
-        () = &mut stop => return Ok(()),
-    };
-    let pending = crewgraph_migrations::pending_migrations(&db).await?;
-    if !pending.is_empty() {
-        anyhow::bail!(
-            "the database schema is not up to date ({} pending migration(s)): run `crewgraph-api migrate`",
-            pending.len()
-        );
-    }
-    tracing::info!(
-        concurrency = config.worker.concurrency,
-        "crewgraph-worker ready"
-    );
-    stop.await;
-    tracing::info!("crewgraph-worker stopping");
-    db.close().await?;
-    tracing::info!("crewgraph-worker stopped");
-    Ok(())
 }

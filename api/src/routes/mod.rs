@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod executions;
 pub mod graph_bodies;
 pub mod graphs;
 pub mod health;
@@ -42,6 +43,8 @@ pub enum ApiTags {
     Templates,
     /// Conversations, optionally bound to a graph, and their messages.
     Threads,
+    /// Runs of graphs: kickoff, status, event log, live events (SSE), cancel.
+    Executions,
 }
 
 /// Every resource's operations, merged in one place.
@@ -58,6 +61,7 @@ pub fn api() -> impl poem_openapi::OpenApi {
         validation::ValidationApi,
         templates::TemplatesApi,
         threads::ThreadsApi,
+        executions::ExecutionsApi,
     )
 }
 

@@ -2,6 +2,7 @@
 //! `/api/v1/threads/{id}[/messages]`.
 
 use chrono::{DateTime, Utc};
+use crewgraph_core::executions;
 use crewgraph_core::pagination::PageRequest;
 use crewgraph_core::threads::{self, Message, MessageRole, Thread, ThreadChanges};
 use poem::web::Data;
@@ -352,7 +353,13 @@ impl ThreadsApi {
         Ok(Deleted::NoContent)
     }
 
-    /// Add a message to a thread.
+    /// Add a message to a thread. A `user` message in a thread bound to a graph starts a
+    /// chat run: an execution of the graph with inputs `message` (this text), `history`
+    /// (the thread's recent messages as "role: content" lines) and `crew_chat_messages`
+    /// (the same as CrewAI's JSON); the message comes back with its `execution_id`, and
+    /// the crew's answer arrives as an assistant message linked to it (a failure as a
+    /// system message). If the run cannot start (invalid graph, missing inputs, too many
+    /// active executions) nothing is stored.
     #[oai(
         path = "/api/v1/threads/:id/messages",
         method = "post",
@@ -371,7 +378,22 @@ impl ThreadsApi {
             Some(MessageRoleBody::Assistant) => MessageRole::Assistant,
             Some(MessageRoleBody::System) => MessageRole::System,
         };
-        let message = threads::add_message(&state.db, &auth.0, id.0, role, &body.content).await?;
+        let thread = threads::get(&state.db, &auth.0, id.0).await?;
+        let message = if role == MessageRole::User && thread.graph_id.is_some() {
+            // A chat run: the message and the execution it starts are stored together.
+            let (message, _execution) = executions::kickoff_chat(
+                &state.db,
+                &auth.0,
+                &state.tools,
+                state.config.executions.max_active_per_user,
+                id.0,
+                &body.content,
+            )
+            .await?;
+            message
+        } else {
+            threads::add_message(&state.db, &auth.0, id.0, role, &body.content).await?
+        };
         Ok(MessageCreated::Created(Json(message.into())))
     }
 

@@ -7,6 +7,7 @@ pub mod personal_tokens;
 pub mod provider_keys;
 pub mod rate_limit;
 pub mod sessions;
+pub mod stream_tokens;
 pub mod tokens;
 pub mod users;
 

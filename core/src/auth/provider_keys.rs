@@ -275,6 +275,7 @@ struct SealedRow {
     ciphertext: Vec<u8>,
     nonce: Vec<u8>,
     key_version: i32,
+    base_url: Option<String>,
 }
 
 impl SealedRow {
@@ -287,24 +288,49 @@ impl SealedRow {
     }
 }
 
-/// The plaintext of `owner`'s key `id`, for the worker just before it calls the
-/// provider. Nothing in the API calls this.
+/// A provider key opened for use: its secret and base URL.
+pub struct RevealedKey {
+    pub secret: SecretString,
+    pub base_url: Option<String>,
+}
+
+/// Which stored key a run uses.
+pub enum KeyChoice<'a> {
+    /// The key an llm node names.
+    ById(Uuid),
+    /// The owner's newest key for this provider (`openai`, `anthropic`, ...).
+    NewestFor(&'a str),
+}
+
+/// The plaintext of one of `owner`'s keys, for the worker just before it calls the
+/// provider. Nothing in the API calls this. `None`: no such key.
 pub async fn reveal(
     db: &DatabaseConnection,
     keys: &EncryptionKeys,
     owner: Uuid,
-    id: Uuid,
-) -> CoreResult<SecretString> {
+    choice: KeyChoice<'_>,
+) -> CoreResult<Option<RevealedKey>> {
+    let (condition, value): (&str, sea_orm::Value) = match choice {
+        KeyChoice::ById(id) => ("id = $2", id.into()),
+        KeyChoice::NewestFor(provider) => ("provider = $2", provider.into()),
+    };
     let row = SealedRow::find_by_statement(Statement::from_sql_and_values(
         db.get_database_backend(),
-        "SELECT id, user_id, ciphertext, nonce, key_version FROM provider_api_keys \
-         WHERE id = $1 AND user_id = $2",
-        [id.into(), owner.into()],
+        format!(
+            "SELECT id, user_id, ciphertext, nonce, key_version, base_url FROM provider_api_keys \
+             WHERE user_id = $1 AND {condition} ORDER BY created_at DESC, id DESC LIMIT 1"
+        ),
+        [owner.into(), value],
     ))
     .one(db)
-    .await?
-    .ok_or(CoreError::NotFound("provider key"))?;
-    crypto::open(keys, row.user_id, &row.sealed())
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(RevealedKey {
+        secret: crypto::open(keys, row.user_id, &row.sealed())?,
+        base_url: row.base_url.clone(),
+    }))
 }
 
 /// Re-encrypts every key sealed with an older master key version with the newest one,
@@ -318,7 +344,7 @@ pub async fn rotate_all(db: &DatabaseConnection, keys: &EncryptionKeys) -> CoreR
         let txn = db.begin().await?;
         let rows = SealedRow::find_by_statement(Statement::from_sql_and_values(
             txn.get_database_backend(),
-            "SELECT id, user_id, ciphertext, nonce, key_version FROM provider_api_keys \
+            "SELECT id, user_id, ciphertext, nonce, key_version, base_url FROM provider_api_keys \
              WHERE key_version <> $1 ORDER BY id LIMIT $2 FOR UPDATE",
             [(newest as i32).into(), (ROTATION_BATCH as i64).into()],
         ))

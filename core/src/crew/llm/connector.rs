@@ -205,6 +205,15 @@ impl HttpLlmConnector {
         })
     }
 
+    /// The same pooled HTTP client with other credentials (one connector per run owner).
+    pub fn with_credentials(&self, credentials: Arc<dyn CredentialSource>) -> Self {
+        HttpLlmConnector {
+            http: self.http.clone(),
+            credentials,
+            options: self.options.clone(),
+        }
+    }
+
     /// The concrete client for a spec (what [`LlmConnector::connect`] boxes).
     pub async fn client(&self, spec: &LlmSpec) -> Result<HttpLlmClient, LlmError> {
         let route = ModelRoute::parse(&spec.model)?;

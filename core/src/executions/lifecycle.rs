@@ -1,0 +1,377 @@
+//! The worker's side of an execution's life: start (`queued → running`, fenced by the
+//! attempt number), heartbeat, finish, hand back on shutdown, and the reaper that recovers
+//! executions of lost workers. Every write of a worker names the attempt it claimed, so a
+//! worker whose claim was taken back cannot overwrite its successor's work.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Statement, TransactionTrait};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use crate::crew::events::RuntimeEvent;
+use crate::crew::output::CrewOutput;
+use crate::crew::spec::CrewSpec;
+use crate::error::CoreResult;
+use crate::events::{self, EventBatch};
+use crate::queue::{self, ClaimedTask};
+use crate::threads;
+
+/// A running execution as its worker sees it.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub execution_id: Uuid,
+    pub task_id: Uuid,
+    pub owner: Uuid,
+    pub attempt: i32,
+    pub spec: CrewSpec,
+    pub inputs: Map<String, Value>,
+}
+
+pub enum StartOutcome {
+    Started(Box<Started>),
+    /// Finished or cancelled meanwhile: its queue task was removed.
+    Gone,
+    /// Another worker holds it (fang let two workers fetch one task).
+    TakenElsewhere,
+    /// Its stored spec cannot be read (written by an incompatible version): it failed.
+    Unreadable,
+}
+
+#[derive(FromQueryResult)]
+struct StartRow {
+    user_id: Uuid,
+    attempt: i32,
+    spec: Value,
+    inputs: Value,
+}
+
+/// `queued → running` for this worker, counting an attempt.
+pub async fn start(
+    db: &DatabaseConnection,
+    claim: ClaimedTask,
+    worker_id: &str,
+) -> CoreResult<StartOutcome> {
+    let row = StartRow::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "UPDATE executions SET status = 'running', attempt = attempt + 1, worker_id = $2, \
+           heartbeat_at = now(), started_at = COALESCE(started_at, now()) \
+         WHERE id = $1 AND status = 'queued' RETURNING user_id, attempt, spec, inputs",
+        [claim.execution_id.into(), worker_id.into()],
+    ))
+    .one(db)
+    .await?;
+    let Some(row) = row else {
+        let status = db
+            .query_one(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                "SELECT status FROM executions WHERE id = $1",
+                [claim.execution_id.into()],
+            ))
+            .await?
+            .map(|r| r.try_get::<String>("", "status"))
+            .transpose()?;
+        return Ok(match status.as_deref() {
+            Some("running") => StartOutcome::TakenElsewhere,
+            _ => {
+                queue::remove(db, &[claim.task_id]).await?;
+                StartOutcome::Gone
+            }
+        });
+    };
+    let spec = serde_json::from_value::<CrewSpec>(row.spec);
+    let inputs = match row.inputs {
+        Value::Object(map) => Ok(map),
+        _ => Err(()),
+    };
+    match (spec, inputs) {
+        (Ok(spec), Ok(inputs)) => Ok(StartOutcome::Started(Box::new(Started {
+            execution_id: claim.execution_id,
+            task_id: claim.task_id,
+            owner: row.user_id,
+            attempt: row.attempt,
+            spec,
+            inputs,
+        }))),
+        _ => {
+            let txn = db.begin().await?;
+            events::append(
+                &txn,
+                &[EventBatch {
+                    execution_id: claim.execution_id,
+                    attempt: Some(row.attempt),
+                    events: vec![RuntimeEvent::ExecutionFailed {
+                        code: "unreadable_execution".into(),
+                        error: "the stored crew cannot be read by this worker version".into(),
+                    }],
+                }],
+            )
+            .await?;
+            finish(
+                &txn,
+                &Finish {
+                    execution_id: claim.execution_id,
+                    attempt: row.attempt,
+                    task_id: claim.task_id,
+                    outcome: Outcome::Failed {
+                        code: "unreadable_execution".into(),
+                        message: "the stored crew cannot be read by this worker version".into(),
+                    },
+                },
+            )
+            .await?;
+            txn.commit().await?;
+            Ok(StartOutcome::Unreadable)
+        }
+    }
+}
+
+/// What the heartbeat learned about this worker's executions.
+#[derive(Debug, Default)]
+pub struct Pulse {
+    /// Cancellation was requested (a NOTIFY may have been missed).
+    pub cancel_requested: Vec<Uuid>,
+    /// No longer this worker's (recovered by the reaper): stop them without writing.
+    pub lost: Vec<Uuid>,
+}
+
+/// Marks this worker's running executions alive.
+pub async fn heartbeat(
+    db: &DatabaseConnection,
+    worker_id: &str,
+    running: &[(Uuid, i32)],
+) -> CoreResult<Pulse> {
+    if running.is_empty() {
+        return Ok(Pulse::default());
+    }
+    let input: Vec<Value> = running
+        .iter()
+        .map(|(id, attempt)| json!({"id": id, "attempt": attempt}))
+        .collect();
+    let rows = db
+        .query_all(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "WITH mine AS (SELECT (x->>'id')::uuid AS id, (x->>'attempt')::integer AS attempt \
+                           FROM jsonb_array_elements($2::jsonb) x) \
+             UPDATE executions e SET heartbeat_at = now() FROM mine \
+             WHERE e.id = mine.id AND e.attempt = mine.attempt AND e.worker_id = $1 \
+               AND e.status = 'running' \
+             RETURNING e.id, e.cancel_requested_at IS NOT NULL AS cancel",
+            [worker_id.into(), Value::Array(input).into()],
+        ))
+        .await?;
+    let mut pulse = Pulse::default();
+    let mut alive = Vec::new();
+    for row in rows {
+        let id: Uuid = row.try_get("", "id")?;
+        if row.try_get::<bool>("", "cancel")? {
+            pulse.cancel_requested.push(id);
+        }
+        alive.push(id);
+    }
+    pulse.lost = running
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !alive.contains(id))
+        .collect();
+    Ok(pulse)
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Succeeded(Box<CrewOutput>),
+    Failed { code: String, message: String },
+    Cancelled { reason: String },
+}
+
+pub struct Finish {
+    pub execution_id: Uuid,
+    pub attempt: i32,
+    pub task_id: Uuid,
+    pub outcome: Outcome,
+}
+
+/// Records the end of a run (after its terminal event was appended in the same
+/// transaction): status, result or error, the queue task removed, and for chat runs the
+/// answer (or the failure) in the thread. `false` if the claim was lost meanwhile.
+pub async fn finish<C: ConnectionTrait>(db: &C, finish: &Finish) -> CoreResult<bool> {
+    let (status, result, error) = match &finish.outcome {
+        Outcome::Succeeded(output) => (
+            "succeeded",
+            Some(serde_json::to_value(output.as_ref()).map_err(anyhow::Error::from)?),
+            None,
+        ),
+        Outcome::Failed { code, message } => (
+            "failed",
+            None,
+            Some(json!({"code": code, "message": message})),
+        ),
+        Outcome::Cancelled { reason } => (
+            "cancelled",
+            None,
+            Some(json!({"code": "cancelled", "message": reason})),
+        ),
+    };
+    let updated = db
+        .execute(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "UPDATE executions SET status = $3, result = $4, error = $5, finished_at = now(), \
+               heartbeat_at = NULL \
+             WHERE id = $1 AND attempt = $2 AND status = 'running'",
+            [
+                finish.execution_id.into(),
+                finish.attempt.into(),
+                status.into(),
+                result.into(),
+                error.into(),
+            ],
+        ))
+        .await?
+        .rows_affected();
+    if updated == 0 {
+        return Ok(false);
+    }
+    queue::remove(db, &[finish.task_id]).await?;
+    match &finish.outcome {
+        Outcome::Succeeded(output) => {
+            threads::record_run_answer(db, finish.execution_id, &output.raw).await?
+        }
+        Outcome::Failed { message, .. } => {
+            threads::record_run_failure(
+                db,
+                finish.execution_id,
+                &format!("The run failed: {message}"),
+            )
+            .await?
+        }
+        Outcome::Cancelled { .. } => {
+            threads::record_run_failure(db, finish.execution_id, "The run was cancelled.").await?
+        }
+    }
+    Ok(true)
+}
+
+/// Gives a running execution back to the queue (a stopping worker's unfinished run); the
+/// attempt does not count. `false` if the claim was lost meanwhile.
+pub async fn hand_back<C: ConnectionTrait>(
+    db: &C,
+    execution_id: Uuid,
+    attempt: i32,
+    task_id: Uuid,
+) -> CoreResult<bool> {
+    let updated = db
+        .execute(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "UPDATE executions SET status = 'queued', attempt = attempt - 1, worker_id = NULL, \
+               heartbeat_at = NULL WHERE id = $1 AND attempt = $2 AND status = 'running'",
+            [execution_id.into(), attempt.into()],
+        ))
+        .await?
+        .rows_affected();
+    if updated == 1 {
+        queue::requeue(db, task_id, execution_id).await?;
+    }
+    Ok(updated == 1)
+}
+
+/// What one reaper pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reaped {
+    pub requeued: usize,
+    pub failed: usize,
+    pub stuck_tasks_released: u64,
+}
+
+#[derive(FromQueryResult)]
+struct StaleRow {
+    id: Uuid,
+    attempt: i32,
+    max_attempts: i32,
+    queue_task_id: Option<Uuid>,
+}
+
+/// Recovers executions whose worker stopped heartbeating: re-queued while attempts
+/// remain, else failed with `worker_lost`. Safe to run from every worker at once (rows
+/// are taken with SKIP LOCKED). Also releases fang tasks left `in_progress` by a worker
+/// that died between fang's claim and the execution's start.
+pub async fn reap(
+    db: &DatabaseConnection,
+    lost_after: Duration,
+    max_attempts: i32,
+) -> CoreResult<Reaped> {
+    let txn = db.begin().await?;
+    let stale = StaleRow::find_by_statement(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        "SELECT id, attempt, max_attempts, queue_task_id FROM executions \
+         WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1) \
+         ORDER BY heartbeat_at LIMIT 100 FOR UPDATE SKIP LOCKED",
+        [lost_after.as_secs_f64().into()],
+    ))
+    .all(&txn)
+    .await?;
+    let mut reaped = Reaped::default();
+    for row in stale {
+        let limit = row.max_attempts.min(max_attempts).max(1);
+        if row.attempt < limit {
+            txn.execute(Statement::from_sql_and_values(
+                txn.get_database_backend(),
+                "UPDATE executions SET status = 'queued', worker_id = NULL, heartbeat_at = NULL WHERE id = $1",
+                [row.id.into()],
+            ))
+            .await?;
+            if let Some(task_id) = row.queue_task_id {
+                queue::requeue(&txn, task_id, row.id).await?;
+            }
+            tracing::warn!(execution_id = %row.id, attempt = row.attempt, "worker lost: execution re-queued");
+            reaped.requeued += 1;
+        } else {
+            let message = format!(
+                "the worker running this execution stopped responding, {} time(s); giving up",
+                row.attempt
+            );
+            events::append(
+                &txn,
+                &[EventBatch {
+                    execution_id: row.id,
+                    attempt: None,
+                    events: vec![RuntimeEvent::ExecutionFailed {
+                        code: "worker_lost".into(),
+                        error: message.clone(),
+                    }],
+                }],
+            )
+            .await?;
+            finish(
+                &txn,
+                &Finish {
+                    execution_id: row.id,
+                    attempt: row.attempt,
+                    task_id: row.queue_task_id.unwrap_or_default(),
+                    outcome: Outcome::Failed {
+                        code: "worker_lost".into(),
+                        message,
+                    },
+                },
+            )
+            .await?;
+            tracing::warn!(execution_id = %row.id, "worker lost too often: execution failed");
+            reaped.failed += 1;
+        }
+    }
+    reaped.stuck_tasks_released = txn
+        .execute(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            "UPDATE fang_tasks f SET state = 'new', updated_at = now() FROM executions e \
+             WHERE e.queue_task_id = f.id AND e.status = 'queued' AND f.state = 'in_progress' \
+               AND f.updated_at < now() - make_interval(secs => $1)",
+            [lost_after.as_secs_f64().into()],
+        ))
+        .await?
+        .rows_affected();
+    if reaped.stuck_tasks_released > 0 {
+        queue::notify(&txn, queue::QUEUE_CHANNEL, "released").await?;
+    }
+    txn.commit().await?;
+    Ok(reaped)
+}

@@ -1,0 +1,441 @@
+//! Executions (DESIGN §3): `queued → running → succeeded | failed | cancelled`, and
+//! `queued → cancelled`. Kickoff validates, snapshots the graph and its compiled spec,
+//! inserts the execution, enqueues its fang task, records `execution.queued` and wakes
+//! the workers — all in one transaction. Every query is scoped to the caller.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, FromQueryResult, Statement,
+    TransactionTrait,
+};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::crew::events::RuntimeEvent;
+use crate::crew::tools::ToolRegistry;
+use crate::error::{CoreError, CoreResult};
+use crate::events::{self, EventBatch, StoredEvent};
+use crate::graph::compile::{NotCompilable, compile_document};
+use crate::pagination::{Cursor, Page, PageRequest};
+use crate::queue;
+use crate::threads::{self, MessageRole};
+
+pub mod credentials;
+pub mod lifecycle;
+
+/// Messages of a thread a chat run sees (the newest ones).
+pub const CHAT_HISTORY_MESSAGES: u32 = 20;
+/// Largest kickoff inputs (their JSON text).
+pub const MAX_INPUTS_BYTES: usize = 256 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Status> {
+        [
+            Status::Queued,
+            Status::Running,
+            Status::Succeeded,
+            Status::Failed,
+            Status::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == value)
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed | Status::Cancelled)
+    }
+}
+
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct Execution {
+    pub id: Uuid,
+    pub graph_id: Option<Uuid>,
+    pub graph_version: Option<i32>,
+    pub thread_id: Option<Uuid>,
+    pub status: String,
+    pub inputs: Value,
+    pub result: Option<Value>,
+    pub error: Option<Value>,
+    pub attempt: i32,
+    pub last_seq: i64,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+}
+
+impl Execution {
+    pub fn status(&self) -> Status {
+        Status::parse(&self.status).unwrap_or(Status::Failed)
+    }
+}
+
+const COLUMNS: &str = "id, graph_id, graph_version, thread_id, status, inputs, result, error, \
+                       attempt, last_seq, created_at, started_at, finished_at, cancel_requested_at";
+
+pub struct ListFilter {
+    pub graph_id: Option<Uuid>,
+    pub status: Option<Status>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+/// Starts a run of one of the caller's graphs.
+pub async fn kickoff(
+    db: &DatabaseConnection,
+    principal: &Principal,
+    tools: &ToolRegistry,
+    max_active: i64,
+    graph_id: Uuid,
+    inputs: Map<String, Value>,
+) -> CoreResult<Execution> {
+    let txn = db.begin().await?;
+    let execution = kickoff_in(&txn, principal, tools, max_active, graph_id, inputs, None).await?;
+    txn.commit().await?;
+    Ok(execution)
+}
+
+/// A chat run: stores the user's message in a thread bound to a graph and starts a run
+/// with it (and the thread's recent history) as inputs — or, when the run cannot start,
+/// stores nothing.
+pub async fn kickoff_chat(
+    db: &DatabaseConnection,
+    principal: &Principal,
+    tools: &ToolRegistry,
+    max_active: i64,
+    thread_id: Uuid,
+    content: &str,
+) -> CoreResult<(threads::Message, Execution)> {
+    let thread = threads::get(db, principal, thread_id).await?;
+    let graph_id = thread.graph_id.ok_or_else(|| {
+        CoreError::invalid(
+            "thread_not_bound",
+            "thread",
+            "this thread is not bound to a graph",
+        )
+    })?;
+    let txn = db.begin().await?;
+    let history = threads::recent_messages(&txn, thread_id, CHAT_HISTORY_MESSAGES).await?;
+    let message =
+        threads::add_message_in(&txn, principal, thread_id, MessageRole::User, content).await?;
+    let inputs = chat_inputs(content, &history);
+    let execution = kickoff_in(
+        &txn,
+        principal,
+        tools,
+        max_active,
+        graph_id,
+        inputs,
+        Some(thread_id),
+    )
+    .await?;
+    let message = threads::link_execution(&txn, message.id, execution.id).await?;
+    txn.commit().await?;
+    Ok((message, execution))
+}
+
+/// The inputs of a chat run: `message`, `history` ("role: content" lines, oldest first)
+/// and CrewAI's `crew_chat_messages` (the same as a JSON text).
+fn chat_inputs(content: &str, history: &[threads::Message]) -> Map<String, Value> {
+    let lines: Vec<String> = history
+        .iter()
+        .map(|m| format!("{}: {}", m.role, m.content))
+        .collect();
+    let messages: Vec<Value> = history
+        .iter()
+        .map(|m| json!({"role": m.role, "content": m.content}))
+        .chain(std::iter::once(json!({"role": "user", "content": content})))
+        .collect();
+    let mut inputs = Map::new();
+    inputs.insert("message".into(), json!(content));
+    inputs.insert("history".into(), json!(lines.join("\n")));
+    inputs.insert(
+        "crew_chat_messages".into(),
+        json!(Value::Array(messages).to_string()),
+    );
+    inputs
+}
+
+async fn kickoff_in(
+    txn: &DatabaseTransaction,
+    principal: &Principal,
+    tools: &ToolRegistry,
+    max_active: i64,
+    graph_id: Uuid,
+    inputs: Map<String, Value>,
+    thread_id: Option<Uuid>,
+) -> CoreResult<Execution> {
+    let inputs_size = serde_json::to_vec(&inputs).map(|b| b.len()).unwrap_or(0);
+    if inputs_size > MAX_INPUTS_BYTES {
+        return Err(CoreError::TooLarge {
+            code: "inputs_too_large",
+            message: format!("the inputs are {inputs_size} bytes; the limit is {MAX_INPUTS_BYTES}"),
+            limit: MAX_INPUTS_BYTES,
+        });
+    }
+    let graph = crate::graphs::get_in(txn, principal, graph_id).await?;
+    let (spec, plan) = compile_document(&graph.document, &|name| tools.contains(name)).map_err(
+        |NotCompilable(problems)| CoreError::Problems {
+            code: "graph_invalid",
+            message: "the graph is not valid: fix its problems before running it".into(),
+            details: json!({ "problems": problems }),
+        },
+    )?;
+    let missing: Vec<&String> = plan
+        .inputs
+        .iter()
+        .filter(|name| !inputs.contains_key(name.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(CoreError::Problems {
+            code: "missing_inputs",
+            message: format!(
+                "the graph needs these kickoff inputs: {}",
+                missing
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            details: json!({ "missing": missing, "required": plan.inputs }),
+        });
+    }
+    // Serialise kickoffs of one user, so the active-execution limit holds under races.
+    txn.execute(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
+        [principal.user_id.into()],
+    ))
+    .await?;
+    let active = txn
+        .query_one(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            "SELECT count(*) AS active FROM executions WHERE user_id = $1 AND status IN ('queued', 'running')",
+            [principal.user_id.into()],
+        ))
+        .await?
+        .map(|row| row.try_get::<i64>("", "active"))
+        .transpose()?
+        .unwrap_or(0);
+    if active >= max_active {
+        return Err(CoreError::Quota {
+            code: "too_many_active_executions",
+            message: format!(
+                "you already have {active} queued or running executions (the limit is {max_active}); \
+                 wait for one to finish or cancel one"
+            ),
+        });
+    }
+    let id = Uuid::now_v7();
+    let spec_json = serde_json::to_value(&spec).map_err(anyhow::Error::from)?;
+    txn.execute(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        "INSERT INTO executions (id, user_id, graph_id, graph_version, thread_id, status, document, spec, inputs, max_attempts) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9)",
+        [
+            id.into(),
+            principal.user_id.into(),
+            graph.id.into(),
+            graph.version.into(),
+            thread_id.into(),
+            graph.document.into(),
+            spec_json.into(),
+            Value::Object(inputs.clone()).into(),
+            MAX_ATTEMPTS_DEFAULT.into(),
+        ],
+    ))
+    .await?;
+    let task_id = queue::enqueue(txn, id).await?;
+    txn.execute(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        "UPDATE executions SET queue_task_id = $2 WHERE id = $1",
+        [id.into(), task_id.into()],
+    ))
+    .await?;
+    events::append(
+        txn,
+        &[EventBatch {
+            execution_id: id,
+            attempt: None,
+            events: vec![RuntimeEvent::ExecutionQueued {
+                inputs: Value::Object(inputs),
+            }],
+        }],
+    )
+    .await?;
+    get_in(txn, principal, id).await
+}
+
+/// Attempts before a lost worker's execution fails (the worker's setting wins when it
+/// recovers executions; this is what a row starts with).
+pub const MAX_ATTEMPTS_DEFAULT: i32 = 3;
+
+pub async fn get(
+    db: &DatabaseConnection,
+    principal: &Principal,
+    id: Uuid,
+) -> CoreResult<Execution> {
+    get_in(db, principal, id).await
+}
+
+async fn get_in<C: ConnectionTrait>(
+    db: &C,
+    principal: &Principal,
+    id: Uuid,
+) -> CoreResult<Execution> {
+    get_owned(db, principal.user_id, id).await
+}
+
+/// An execution of `owner`, who must still be an active user (stream tokens are checked
+/// without a session, so this is where a deactivated user is stopped).
+pub async fn get_owned<C: ConnectionTrait>(db: &C, owner: Uuid, id: Uuid) -> CoreResult<Execution> {
+    Execution::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        format!(
+            "SELECT {COLUMNS} FROM executions WHERE id = $1 AND user_id = $2 \
+             AND EXISTS (SELECT 1 FROM users u WHERE u.id = $2 AND u.is_active)"
+        ),
+        [id.into(), owner.into()],
+    ))
+    .one(db)
+    .await?
+    .ok_or(CoreError::NotFound("execution"))
+}
+
+/// The caller's executions, newest first.
+pub async fn list(
+    db: &DatabaseConnection,
+    principal: &Principal,
+    filter: ListFilter,
+    page: PageRequest,
+) -> CoreResult<Page<Execution>> {
+    let after = page.after_time_id()?;
+    let rows = Execution::find_by_statement(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        format!(
+            "SELECT {COLUMNS} FROM executions WHERE user_id = $1 \
+               AND ($2::uuid IS NULL OR graph_id = $2) \
+               AND ($3::text IS NULL OR status = $3) \
+               AND ($4::timestamptz IS NULL OR created_at >= $4) \
+               AND ($5::timestamptz IS NULL OR created_at < $5) \
+               AND ($6::timestamptz IS NULL OR (created_at, id) < ($6::timestamptz, $7::uuid)) \
+             ORDER BY created_at DESC, id DESC LIMIT $8"
+        ),
+        [
+            principal.user_id.into(),
+            filter.graph_id.into(),
+            filter.status.map(|s| s.as_str().to_string()).into(),
+            filter.created_after.into(),
+            filter.created_before.into(),
+            after.map(|(t, _)| t).into(),
+            after.map(|(_, id)| id).into(),
+            page.fetch_limit().into(),
+        ],
+    ))
+    .all(db)
+    .await?;
+    Ok(Page::from_keyed_rows(rows, page, |e| {
+        Cursor::TimeId(e.created_at, e.id)
+    }))
+}
+
+/// Stored events of one of the caller's executions after `after`, at most `limit`.
+pub async fn events_after(
+    db: &DatabaseConnection,
+    principal: &Principal,
+    id: Uuid,
+    after: i64,
+    limit: u32,
+) -> CoreResult<Vec<StoredEvent>> {
+    get(db, principal, id).await?;
+    events::read_after(db, id, after, limit).await
+}
+
+/// Cancels an execution: a queued one at once (`execution.cancelled` is recorded here),
+/// a running one by asking its worker, which stops within a second and records
+/// `execution.cancelled` itself. Cancelling a finished execution is a conflict; cancelling
+/// a cancelled one answers it again.
+pub async fn cancel(
+    db: &DatabaseConnection,
+    principal: &Principal,
+    id: Uuid,
+) -> CoreResult<Execution> {
+    let txn = db.begin().await?;
+    let row = txn
+        .query_one(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            "SELECT status, queue_task_id FROM executions WHERE id = $1 AND user_id = $2 FOR UPDATE",
+            [id.into(), principal.user_id.into()],
+        ))
+        .await?
+        .ok_or(CoreError::NotFound("execution"))?;
+    let status: String = row.try_get("", "status")?;
+    let task_id: Option<Uuid> = row.try_get("", "queue_task_id")?;
+    match Status::parse(&status) {
+        Some(Status::Queued) => {
+            txn.execute(Statement::from_sql_and_values(
+                txn.get_database_backend(),
+                "UPDATE executions SET status = 'cancelled', finished_at = now(), \
+                   cancel_requested_at = now(), error = $2 WHERE id = $1",
+                [
+                    id.into(),
+                    json!({"code": "cancelled", "message": "cancelled before it started"}).into(),
+                ],
+            ))
+            .await?;
+            queue::remove(&txn, &task_id.into_iter().collect::<Vec<_>>()).await?;
+            events::append(
+                &txn,
+                &[EventBatch {
+                    execution_id: id,
+                    attempt: None,
+                    events: vec![RuntimeEvent::ExecutionCancelled {
+                        reason: "cancelled before it started".into(),
+                    }],
+                }],
+            )
+            .await?;
+            threads::record_run_failure(&txn, id, "The run was cancelled.").await?;
+        }
+        Some(Status::Running) => {
+            txn.execute(Statement::from_sql_and_values(
+                txn.get_database_backend(),
+                "UPDATE executions SET cancel_requested_at = COALESCE(cancel_requested_at, now()) WHERE id = $1",
+                [id.into()],
+            ))
+            .await?;
+            queue::notify(&txn, queue::CANCEL_CHANNEL, &id.to_string()).await?;
+        }
+        Some(Status::Cancelled) => {}
+        _ => {
+            return Err(CoreError::Conflict {
+                code: "execution_finished",
+                message: format!("the execution already {status}; there is nothing to cancel"),
+                details: Some(json!({ "status": status })),
+            });
+        }
+    }
+    let execution = get_in(&txn, principal, id).await?;
+    txn.commit().await?;
+    Ok(execution)
+}
