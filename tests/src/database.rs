@@ -24,6 +24,17 @@ pub fn server_url() -> url::Url {
     url
 }
 
+/// The PostgreSQL server's socket address (for proxies that cut it away).
+pub fn server_addr() -> std::net::SocketAddr {
+    let url = server_url();
+    let host = url.host_str().unwrap_or("127.0.0.1").to_string();
+    let port = url.port().unwrap_or(5432);
+    std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+        .expect("resolve PostgreSQL host")
+        .next()
+        .expect("PostgreSQL address")
+}
+
 fn url_for(database: &str) -> String {
     let mut url = server_url();
     url.set_path(&format!("/{database}"));

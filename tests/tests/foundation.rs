@@ -34,16 +34,6 @@ async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> V
     body["error"].clone()
 }
 
-fn postgres_addr() -> std::net::SocketAddr {
-    let url = crewgraph_tests::database::server_url();
-    let host = url.host_str().unwrap_or("127.0.0.1");
-    let port = url.port().unwrap_or(5432);
-    std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-        .expect("resolve PostgreSQL host")
-        .next()
-        .expect("PostgreSQL address")
-}
-
 #[tokio::test]
 async fn health_answers_and_ready_reports_an_unreachable_database() {
     // A port where nothing listens: the API must still start and answer /health.
@@ -131,7 +121,7 @@ async fn ready_names_pending_migrations_on_an_unmigrated_database() {
 #[tokio::test]
 async fn ready_follows_a_database_outage_without_a_restart() {
     let db = TestDatabase::migrated().await;
-    let proxy = TcpProxy::start(postgres_addr()).await;
+    let proxy = TcpProxy::start(crewgraph_tests::database::server_addr()).await;
     let api = spawn_api_with(&proxy.url_via(&db.url), &[]).await;
     let pid = api.process.pid();
 
@@ -315,7 +305,7 @@ async fn request_ids_are_kept_or_made_and_appear_in_the_logs() {
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_request_finish() {
     let db = TestDatabase::migrated().await;
-    let proxy = TcpProxy::start(postgres_addr()).await;
+    let proxy = TcpProxy::start(crewgraph_tests::database::server_addr()).await;
     let mut api = spawn_api_with(&proxy.url_via(&db.url), &[]).await;
     assert_eq!(api.get("/ready").await.status(), 200, "warm the pool");
 

@@ -1,0 +1,253 @@
+//! Workers dying, workers stopping, many workers, and the database going away — with
+//! real processes: nothing runs twice at once, nothing stays `running`, no event is lost.
+
+use std::time::{Duration, Instant};
+
+use crewgraph_tests::TcpProxy;
+use crewgraph_tests::http::{JWT_SECRET, api, body, get, signed_up};
+use crewgraph_tests::pipeline::{
+    assert_contiguous, create_graph, database, event_log, kickoff, one_task_graph, open_stream,
+    read_to_end, spawn_worker, wait_for_status,
+};
+use crewgraph_tests::scripted_llm::{Script, ScriptedLlm};
+use crewgraph_tests::spawn_api_with;
+use serde_json::{Value, json};
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn script(value: Value) -> Script {
+    serde_json::from_value(value).expect("script")
+}
+
+/// The first model call takes 30 s (the worker is killed during it); later ones answer at once.
+fn first_call_hangs() -> Script {
+    script(json!({"rules": [
+        {"times": 1, "reply": {"text": "Thought: I now can give a great answer\nFinal Answer: too late"}, "latency_ms": 30000},
+        {"reply": {"text": "Thought: I now can give a great answer\nFinal Answer: recovered"}}
+    ]}))
+}
+
+async fn wait_for_requests(llm: &ScriptedLlm, count: usize) {
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    while llm.requests().len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "the model was called {} times",
+            llm.requests().len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn started_attempts(log: &[Value]) -> Vec<i64> {
+    log.iter()
+        .filter(|e| e["type"] == "execution.started")
+        .filter_map(|e| e["data"]["attempt"].as_i64())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_killed_workers_execution_is_finished_by_another_worker() {
+    let db = database().await;
+    let llm = ScriptedLlm::start(first_call_hangs()).await;
+    let api = api(&db).await;
+    let fast_recovery = [("CREWGRAPH_WORKER_LOST_AFTER_SECS", "2")];
+    let doomed = spawn_worker(&db.url, &llm.openai_base_url(), &fast_recovery).await;
+    let token = signed_up(&api, "survivor@example.com").await;
+    let graph = create_graph(&api, &token, one_task_graph()).await;
+    let execution = kickoff(&api, &token, &graph, json!({"question": "q"})).await;
+    let id = execution["id"].as_str().expect("id");
+    wait_for_requests(&llm, 1).await;
+
+    doomed.signal("KILL");
+    let _rescuer = spawn_worker(&db.url, &llm.openai_base_url(), &fast_recovery).await;
+    let finished = wait_for_status(&api, &token, id, None, RUN_TIMEOUT).await;
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    assert_eq!(finished["result"]["raw"], "recovered");
+    assert_eq!(finished["attempt"], 2);
+    let log = event_log(&api, &token, id).await;
+    assert_eq!(started_attempts(&log), [1, 2]);
+    let seqs: Vec<i64> = log.iter().filter_map(|e| e["seq"].as_i64()).collect();
+    assert_eq!(seqs, (1..=log.len() as i64).collect::<Vec<_>>());
+    let running = body(get(&api, "/api/v1/executions?status=running", &token).await).await;
+    assert_eq!(running["items"], json!([]));
+}
+
+#[tokio::test]
+async fn past_the_attempt_limit_a_lost_execution_fails_as_worker_lost() {
+    let db = database().await;
+    let llm = ScriptedLlm::start(first_call_hangs()).await;
+    let api = api(&db).await;
+    let settings = [
+        ("CREWGRAPH_WORKER_LOST_AFTER_SECS", "2"),
+        ("CREWGRAPH_EXECUTION_MAX_ATTEMPTS", "1"),
+    ];
+    let doomed = spawn_worker(&db.url, &llm.openai_base_url(), &settings).await;
+    let token = signed_up(&api, "unlucky@example.com").await;
+    let graph = create_graph(&api, &token, one_task_graph()).await;
+    let execution = kickoff(&api, &token, &graph, json!({"question": "q"})).await;
+    let id = execution["id"].as_str().expect("id");
+    wait_for_requests(&llm, 1).await;
+    doomed.signal("KILL");
+    let _reaper = spawn_worker(&db.url, &llm.openai_base_url(), &settings).await;
+
+    let mut stream = open_stream(&api, &token, id, None).await;
+    let events = read_to_end(&mut stream, RUN_TIMEOUT).await;
+    assert_contiguous(&events);
+    let last = events.last().expect("events");
+    assert_eq!(last.event.as_deref(), Some("execution.failed"));
+    assert_eq!(last.data["data"]["code"], "worker_lost");
+    let finished = wait_for_status(&api, &token, id, Some("failed"), RUN_TIMEOUT).await;
+    assert_eq!(finished["error"]["code"], "worker_lost");
+    assert_eq!(llm.requests().len(), 1, "never run again");
+}
+
+#[tokio::test]
+async fn two_workers_run_two_hundred_kickoffs_each_exactly_once() {
+    let db = database().await;
+    let llm = ScriptedLlm::start(Script::default()).await;
+    let api = spawn_api_with(
+        &db.url,
+        &[
+            ("CREWGRAPH_JWT_SECRET", JWT_SECRET),
+            ("CREWGRAPH_MAX_ACTIVE_EXECUTIONS", "1000"),
+        ],
+    )
+    .await;
+    let _first = spawn_worker(&db.url, &llm.openai_base_url(), &[]).await;
+    let _second = spawn_worker(&db.url, &llm.openai_base_url(), &[]).await;
+    let token = signed_up(&api, "busy@example.com").await;
+    let graph = create_graph(&api, &token, one_task_graph()).await;
+    let mut ids = Vec::new();
+    for n in 0..200 {
+        let execution = kickoff(
+            &api,
+            &token,
+            &graph,
+            json!({"question": format!("number {n}")}),
+        )
+        .await;
+        ids.push(execution["id"].as_str().expect("id").to_string());
+    }
+    for id in &ids {
+        let finished = wait_for_status(&api, &token, id, None, RUN_TIMEOUT).await;
+        assert_eq!(finished["status"], "succeeded", "{finished}");
+        assert_eq!(finished["attempt"], 1);
+    }
+    let mut conn = db.connect().await;
+    let started: Vec<(uuid::Uuid, i64)> = sqlx::query_as(
+        "SELECT execution_id, count(*) FROM execution_events WHERE type = 'execution.started' GROUP BY execution_id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("started counts");
+    assert_eq!(started.len(), 200);
+    assert!(
+        started.iter().all(|(_, count)| *count == 1),
+        "an execution started twice"
+    );
+    // One model call per execution, each with its own question.
+    let requests = llm.requests();
+    assert_eq!(requests.len(), 200);
+    let mut questions: Vec<String> = requests
+        .iter()
+        .map(|r| {
+            r.body["messages"][1]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    questions.sort();
+    questions.dedup();
+    assert_eq!(questions.len(), 200);
+    let workers: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT DISTINCT worker_id FROM executions")
+            .fetch_all(&mut conn)
+            .await
+            .expect("workers");
+    assert!(!workers.is_empty());
+    let leftover: i64 = sqlx::query_scalar("SELECT count(*) FROM fang_tasks")
+        .fetch_one(&mut conn)
+        .await
+        .expect("tasks");
+    assert_eq!(leftover, 0, "finished executions leave no queue task");
+}
+
+#[tokio::test]
+async fn a_stream_continues_without_gaps_across_a_database_outage() {
+    let db = database().await;
+    let llm = ScriptedLlm::start(script(json!({"rules": [{
+        "reply": {"text": "Thought: I now can give a great answer\nFinal Answer: an answer that streams for a few seconds in small chunks"},
+        "chunk_chars": 4, "chunk_delay_ms": 100
+    }]})))
+    .await;
+    let postgres = TcpProxy::start(crewgraph_tests::database::server_addr()).await;
+    let via_proxy = postgres.url_via(&db.url);
+    let api = spawn_api_with(&via_proxy, &[("CREWGRAPH_JWT_SECRET", JWT_SECRET)]).await;
+    let _worker = spawn_worker(&via_proxy, &llm.openai_base_url(), &[]).await;
+    let token = signed_up(&api, "outage@example.com").await;
+    let graph = create_graph(&api, &token, one_task_graph()).await;
+    let execution = kickoff(&api, &token, &graph, json!({"question": "q"})).await;
+    let id = execution["id"].as_str().expect("id");
+
+    let mut stream = open_stream(&api, &token, id, None).await;
+    let mut events = Vec::new();
+    while !events
+        .iter()
+        .any(|e: &crewgraph_tests::pipeline::SseEvent| e.event.as_deref() == Some("llm.delta"))
+    {
+        events.push(
+            tokio::time::timeout(RUN_TIMEOUT, stream.next_event())
+                .await
+                .expect("event in time")
+                .expect("stream open"),
+        );
+    }
+    // Every connection to PostgreSQL (the API's pool and listener, the worker's) is cut,
+    // and new ones are refused for a while, as during a restart.
+    postgres.cut().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    postgres.restore();
+    events.extend(read_to_end(&mut stream, RUN_TIMEOUT).await);
+    assert_contiguous(&events);
+    assert_eq!(
+        events.last().and_then(|e| e.event.as_deref()),
+        Some("execution.succeeded")
+    );
+    let log = event_log(&api, &token, id).await;
+    let streamed: Vec<Value> = events.iter().map(|e| e.data.clone()).collect();
+    assert_eq!(streamed, log);
+}
+
+#[tokio::test]
+async fn a_stopping_worker_finishes_its_crews_or_hands_them_back() {
+    let db = database().await;
+    let llm = ScriptedLlm::start(first_call_hangs()).await;
+    let api = api(&db).await;
+    let stopping = spawn_worker(
+        &db.url,
+        &llm.openai_base_url(),
+        &[("CREWGRAPH_WORKER_SHUTDOWN_GRACE_SECS", "1")],
+    )
+    .await;
+    let token = signed_up(&api, "handback@example.com").await;
+    let graph = create_graph(&api, &token, one_task_graph()).await;
+    let execution = kickoff(&api, &token, &graph, json!({"question": "q"})).await;
+    let id = execution["id"].as_str().expect("id");
+    wait_for_requests(&llm, 1).await;
+
+    let mut stopping = stopping;
+    stopping.signal("TERM");
+    assert_eq!(stopping.wait_exit(Duration::from_secs(20)).await, Some(0));
+    let handed_back = wait_for_status(&api, &token, id, Some("queued"), RUN_TIMEOUT).await;
+    assert_eq!(
+        handed_back["attempt"], 0,
+        "a hand-back does not count as an attempt"
+    );
+
+    let _next = spawn_worker(&db.url, &llm.openai_base_url(), &[]).await;
+    let finished = wait_for_status(&api, &token, id, Some("succeeded"), RUN_TIMEOUT).await;
+    assert_eq!(finished["result"]["raw"], "recovered");
+    assert_eq!(finished["attempt"], 1);
+}
