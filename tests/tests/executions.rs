@@ -353,3 +353,44 @@ async fn stream_tokens_open_one_execution_for_eventsource_clients() {
         .expect("GET");
     expect_error(bad_last_id, 400, "invalid_last_event_id").await;
 }
+
+#[tokio::test]
+async fn the_hello_world_template_runs_its_tool_without_a_provider_key() {
+    let db = database().await;
+    let llm = ScriptedLlm::start(Script::default()).await;
+    let api = api(&db).await;
+    let _worker = spawn_worker(&db.url, &llm.openai_base_url(), &[]).await;
+    let token = signed_up(&api, "demo@example.com").await;
+    let ws = crewgraph_tests::http::workspace(&api, &token, "Demo").await;
+    let graph = body(
+        post(
+            &api,
+            "/api/v1/templates/00000000-0000-7000-8000-000000000001/instantiate",
+            Some(&token),
+            json!({"workspace_id": ws}),
+        )
+        .await,
+    )
+    .await;
+    let execution = kickoff(
+        &api,
+        &token,
+        graph["id"].as_str().expect("graph id"),
+        json!({"name": "Ada"}),
+    )
+    .await;
+    let id = execution["id"].as_str().expect("id");
+    let mut stream = open_stream(&api, &token, id, None).await;
+    let events = read_to_end(&mut stream, RUN_TIMEOUT).await;
+    assert_contiguous(&events);
+    let tool = events
+        .iter()
+        .find(|e| e.event.as_deref() == Some("tool.completed"))
+        .expect("the hello_world tool ran");
+    assert_eq!(tool.data["data"]["tool_name"], "hello_world");
+    assert_eq!(tool.data["data"]["tool_args"], json!({"name": "Ada"}));
+    assert_eq!(tool.data["data"]["output"], "Hello, Ada!");
+    let finished = wait_for_status(&api, &token, id, Some("succeeded"), RUN_TIMEOUT).await;
+    assert_eq!(finished["result"]["raw"], "Hello, Ada!");
+    assert_eq!(finished["usage"]["successful_requests"], 2);
+}

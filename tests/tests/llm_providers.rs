@@ -499,8 +499,8 @@ async fn anthropic_request_moves_system_and_stop_and_sets_max_tokens() {
 
     assert_eq!(
         result.expect("echo").content,
-        "Thought: I now can give a great answer\nFinal Answer: Echo: Observation: nothing",
-        "echo mode answers the last user message"
+        "Thought: I now know the final answer\nFinal Answer: nothing",
+        "echo mode answers with the last observation"
     );
     let recorded = &server.requests()[0];
     assert_eq!(recorded.api, Api::Anthropic);

@@ -109,7 +109,10 @@ fn words(text: &str) -> u64 {
     text.split_whitespace().count() as u64
 }
 
-/// A CrewAI final answer derived from the task in the last user message.
+/// Echo mode speaks CrewAI's ReAct protocol deterministically: when the prompt offers
+/// tools and none was used yet, it uses the first one (every argument set to the last
+/// capitalised word of the task, e.g. `Ada` in "Greet Ada"); after an observation it
+/// answers with that observation; otherwise it answers with the task itself.
 fn echo_text(request: &RequestView) -> String {
     let user = request.last_user_text();
     let subject = user
@@ -119,7 +122,74 @@ fn echo_text(request: &RequestView) -> String {
         .unwrap_or("nothing")
         .trim();
     let subject: String = subject.chars().take(120).collect();
+    if let Some(observation) = last_observation(request) {
+        return format!("Thought: I now know the final answer\nFinal Answer: {observation}");
+    }
+    if let Some((tool, arguments)) = first_offered_tool(&request.system) {
+        let word = subject
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.chars().next().is_some_and(char::is_uppercase))
+            .last()
+            .unwrap_or("world");
+        let input: serde_json::Map<String, serde_json::Value> = arguments
+            .into_iter()
+            .map(|name| (name, serde_json::Value::String(word.to_string())))
+            .collect();
+        return format!(
+            "Thought: I should use the {tool} tool\nAction: {tool}\nAction Input: {}",
+            serde_json::Value::Object(input)
+        );
+    }
     format!("{ECHO_PREFIX}Echo: {subject}")
+}
+
+/// The result of the last tool use, as CrewAI appends it (`...\nObservation: <result>`).
+fn last_observation(request: &RequestView) -> Option<String> {
+    request.messages.iter().rev().find_map(|message| {
+        message
+            .text
+            .rsplit_once("Observation:")
+            .map(|(_, after)| {
+                after
+                    .trim()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            })
+            .filter(|observation| !observation.is_empty())
+    })
+}
+
+/// The first tool of CrewAI's ReAct tool list (`Tool Name: x` / `Tool Arguments: {'a': ...}`)
+/// and its argument names.
+fn first_offered_tool(system: &str) -> Option<(String, Vec<String>)> {
+    let mut lines = system.lines();
+    let name = lines
+        .by_ref()
+        .find_map(|line| line.strip_prefix("Tool Name: "))?
+        .trim()
+        .to_string();
+    let arguments_line = lines.find_map(|line| line.strip_prefix("Tool Arguments: "))?;
+    let mut arguments = Vec::new();
+    let mut rest = arguments_line;
+    // Top-level keys of the Python dict repr: `'key': {`.
+    while let Some(start) = rest.find('\'') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('\'') else { break };
+        let key = &after[..end];
+        let tail = &after[end + 1..];
+        if tail.starts_with(": {")
+            && !arguments.iter().any(|a| a == key)
+            && key != "description"
+            && key != "type"
+        {
+            arguments.push(key.to_string());
+        }
+        rest = tail;
+    }
+    Some((name, arguments))
 }
 
 fn describe(request: &RequestView) -> String {
