@@ -128,8 +128,7 @@ fn echo_text(request: &RequestView) -> String {
     if let Some((tool, arguments)) = first_offered_tool(&request.system) {
         let word = subject
             .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| w.chars().next().is_some_and(char::is_uppercase))
-            .last()
+            .rfind(|w| w.chars().next().is_some_and(char::is_uppercase))
             .unwrap_or("world");
         let input: serde_json::Map<String, serde_json::Value> = arguments
             .into_iter()
