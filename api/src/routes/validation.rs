@@ -85,7 +85,7 @@ impl Example for NodeValidationBody {
 
 /// A node type with the JSON Schema of its `data`.
 #[derive(Object)]
-#[oai(rename = "NodeType")]
+#[oai(rename = "NodeType", example)]
 pub struct NodeTypeBody {
     /// `agent`, `task`, `tool`, `llm` or `crew`.
     #[oai(rename = "type")]
@@ -111,6 +111,22 @@ impl From<NodeType> for NodeTypeBody {
     }
 }
 
+impl Example for NodeTypeBody {
+    fn example() -> Self {
+        node_types::node_type(NodeKind::Tool, &crewgraph_core::crew::tools::ToolRegistry::builtin().list()).into()
+    }
+}
+
+impl Example for NodeTypesBody {
+    fn example() -> Self {
+        let tools = crewgraph_core::crew::tools::ToolRegistry::builtin().list();
+        NodeTypesBody {
+            node_types: node_types::node_types(&tools).into_iter().map(Into::into).collect(),
+            tools: tools.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
 /// A tool of the tool repository.
 #[derive(Object)]
 #[oai(rename = "Tool")]
@@ -132,6 +148,7 @@ impl From<ToolInfo> for ToolBody {
 }
 
 #[derive(Object)]
+#[oai(example)]
 pub struct NodeTypesBody {
     pub node_types: Vec<NodeTypeBody>,
     /// The tools a tool node may name, with their argument schemas.
