@@ -3,6 +3,8 @@
 //! This first slice connects, checks the schema, reports ready and stops cleanly on
 //! SIGTERM; the claim loop arrives with the execution pipeline.
 
+mod local_run;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -30,11 +32,17 @@ struct Cli {
 enum Command {
     /// Claim and run queued executions (the default).
     Work,
+    /// Run one graph (or CrewSpec) locally, without a database, printing its events.
+    Run(local_run::RunArgs),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Runs without the worker's configuration (no database, no CREWGRAPH_* variables).
+    if let Some(Command::Run(args)) = cli.command {
+        return local_run::main(args).await;
+    }
     let config = match Config::from_env(Component::Worker) {
         Ok(config) => config,
         Err(e) => {
@@ -48,6 +56,7 @@ async fn main() -> ExitCode {
     }
     let result = match cli.command.unwrap_or(Command::Work) {
         Command::Work => work(config).await,
+        Command::Run(args) => return local_run::main(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
