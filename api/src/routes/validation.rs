@@ -1,8 +1,7 @@
 //! Validation and the node-type catalogue: `POST /api/v1/graphs/validate`,
 //! `POST /api/v1/graphs/{id}/validate`, `GET /api/v1/node-types`,
-//! `POST /api/v1/node-types/{type}/validate`.
+//! `POST /api/v1/node-types/{type}/validate`. (The tools are in `tools.rs`.)
 
-use crewgraph_core::crew::tools::ToolInfo;
 use crewgraph_core::graph::document::NodeKind;
 use crewgraph_core::graph::node_types::{self, NodeType};
 use crewgraph_core::graph::validate::{validate, validate_node};
@@ -19,6 +18,7 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::graph_bodies::{ProblemBody, ValidationBody, example_document};
+use super::tools::ToolBody;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -111,36 +111,11 @@ impl From<NodeType> for NodeTypeBody {
     }
 }
 
-/// A tool of the tool repository.
-#[derive(Object)]
-#[oai(rename = "Tool")]
-pub struct ToolBody {
-    pub name: String,
-    pub description: String,
-    /// JSON Schema of its arguments.
-    pub args_schema: Value,
-}
-
-impl From<ToolInfo> for ToolBody {
-    fn from(t: ToolInfo) -> Self {
-        ToolBody {
-            name: t.name,
-            description: t.description,
-            args_schema: t.args_schema,
-        }
-    }
-}
-
 #[derive(Object)]
 pub struct NodeTypesBody {
     pub node_types: Vec<NodeTypeBody>,
     /// The tools a tool node may name, with their argument schemas.
     pub tools: Vec<ToolBody>,
-}
-
-#[derive(Object)]
-pub struct ToolListBody {
-    pub items: Vec<ToolBody>,
 }
 
 #[derive(ApiResponse)]
@@ -160,12 +135,6 @@ pub enum NodeValidationResponse {
 pub enum NodeTypesResponse {
     #[oai(status = 200)]
     Ok(Json<NodeTypesBody>),
-}
-
-#[derive(ApiResponse)]
-pub enum ToolListResponse {
-    #[oai(status = 200)]
-    Ok(Json<ToolListBody>),
 }
 
 #[OpenApi(tag = "ApiTags::Graphs")]
@@ -260,23 +229,6 @@ impl ValidationApi {
         Ok(NodeValidationResponse::Ok(Json(NodeValidationBody {
             valid: !crewgraph_core::graph::problems::has_errors(&problems),
             problems: problems.iter().map(ProblemBody::from).collect(),
-        })))
-    }
-
-    /// The tool repository: every tool with the JSON Schema of its arguments.
-    #[oai(
-        path = "/api/v1/tools",
-        method = "get",
-        operation_id = "list_tools",
-        tag = "ApiTags::Tools"
-    )]
-    async fn tools(
-        &self,
-        state: Data<&AppState>,
-        _auth: Auth,
-    ) -> Result<ToolListResponse, ApiError> {
-        Ok(ToolListResponse::Ok(Json(ToolListBody {
-            items: state.tools.list().into_iter().map(Into::into).collect(),
         })))
     }
 }
