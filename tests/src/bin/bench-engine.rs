@@ -6,8 +6,8 @@
 //!    are the baseline (what the scripted server and HTTP cost); a crew's wall time minus
 //!    the baseline's median is the engine's (prompts, request building, SSE parsing,
 //!    events serialised to JSON, tools, output).
-//! 2. Memory per concurrent crew: 1,000 crews in flight at once against a scripted-llm
-//!    with 2 s latency, running in a child process so that only the engine's memory is in
+//! 2. Memory per concurrent crew: 1,000 crews kept in flight (each ending crew replaced
+//!    by a new one for 6 s) against a scripted-llm with 2 s latency, running in a child process so that only the engine's memory is in
 //!    this process's RSS.
 //!
 //! Bounded: a few seconds of work per phase, well under two minutes in all.
@@ -37,6 +37,8 @@ const REACT_CREWS: usize = 1_000;
 const REACT_CALLS: usize = 10;
 const CONCURRENT_CREWS: usize = 1_000;
 const SLOW_LATENCY_MS: u64 = 2_000;
+/// How long phase 3 keeps 1,000 crews in flight.
+const SUSTAIN_FOR: Duration = Duration::from_secs(6);
 const API_KEY: &str = "sk-bench";
 const SERVE_FLAG: &str = "--serve-scripted-llm";
 
@@ -379,7 +381,8 @@ fn rss_kib() -> anyhow::Result<u64> {
 
 async fn memory_per_crew() -> anyhow::Result<()> {
     println!(
-        "[3] memory: {CONCURRENT_CREWS} one-task crews in flight at once, scripted-llm at {SLOW_LATENCY_MS} ms latency in a child process"
+        "[3] memory: {CONCURRENT_CREWS} one-task crews kept in flight for {} s, scripted-llm at {SLOW_LATENCY_MS} ms latency in a child process",
+        SUSTAIN_FOR.as_secs()
     );
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args([SERVE_FLAG, &SLOW_LATENCY_MS.to_string()])
@@ -418,21 +421,31 @@ async fn memory_per_crew() -> anyhow::Result<()> {
         })
     };
     let started = Instant::now();
-    let crews: Vec<_> = (0..CONCURRENT_CREWS)
+    // Each slot starts a new crew as soon as its last one ends, until the deadline: a
+    // steady 1,000 in flight, as a worker would keep them.
+    let deadline = started + SUSTAIN_FOR;
+    let slots: Vec<_> = (0..CONCURRENT_CREWS)
         .map(|_| {
             let spec = spec.clone();
             let deps = deps.clone();
             tokio::spawn(async move {
-                let started = Instant::now();
-                run_one(&spec, &deps, 1).await.map(|()| started.elapsed())
+                let mut durations = Vec::new();
+                loop {
+                    let crew_started = Instant::now();
+                    run_one(&spec, &deps, 1).await?;
+                    durations.push(millis(crew_started.elapsed()));
+                    if Instant::now() >= deadline {
+                        return anyhow::Ok(durations);
+                    }
+                }
             })
         })
         .collect();
     let mut failures = 0;
-    let mut durations = Vec::with_capacity(CONCURRENT_CREWS);
-    for crew in crews {
-        match crew.await {
-            Ok(Ok(duration)) => durations.push(millis(duration)),
+    let mut durations = Vec::new();
+    for slot in slots {
+        match slot.await {
+            Ok(Ok(slot_durations)) => durations.extend(slot_durations),
             _ => failures += 1,
         }
     }
@@ -442,8 +455,9 @@ async fn memory_per_crew() -> anyhow::Result<()> {
     let _ = child.kill().await;
     anyhow::ensure!(
         failures == 0,
-        "{failures} of {CONCURRENT_CREWS} crews failed"
+        "{failures} of {CONCURRENT_CREWS} slots had a crew fail"
     );
+    let completed = durations.len();
 
     let peak = peak.load(Ordering::Relaxed);
     let growth = peak.saturating_sub(before);
@@ -476,10 +490,12 @@ async fn memory_per_crew() -> anyhow::Result<()> {
         "  crew wall time (2 s of it the LLM's): mean {:.0} ms, p50 {:.0} ms, p99 {:.0} ms",
         durations.mean, durations.p50, durations.p99
     );
+    let rate = completed as f64 / elapsed.as_secs_f64();
     println!(
-        "  all {CONCURRENT_CREWS} crews done in {:.2} s = {:.0} crews/s (engine only; the DESIGN §7 end-to-end target with queue and event store is >= 450 crews/s)",
+        "  {completed} crews completed in {:.2} s with {CONCURRENT_CREWS} in flight = {rate:.0} crews/s   target (DESIGN §7, end to end with queue and event store): >= 450 crews/s -> {} for the engine alone (at most {:.0} crews/s are possible at {SLOW_LATENCY_MS} ms)",
         elapsed.as_secs_f64(),
-        CONCURRENT_CREWS as f64 / elapsed.as_secs_f64()
+        if rate >= 450.0 { "met" } else { "MISSED" },
+        CONCURRENT_CREWS as f64 * 1_000.0 / SLOW_LATENCY_MS as f64
     );
     Ok(())
 }
