@@ -1,5 +1,7 @@
 //! `crewgraph-worker`: claims queued executions and runs crews (DESIGN §1, §3).
 
+mod local_run;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -33,11 +35,17 @@ struct Cli {
 enum Command {
     /// Claim and run queued executions (the default).
     Work,
+    /// Run one graph (or CrewSpec) locally, without a database, printing its events.
+    Run(local_run::RunArgs),
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Runs without the worker's configuration (no database, no CREWGRAPH_* variables).
+    if let Some(Command::Run(args)) = cli.command {
+        return local_run::main(args).await;
+    }
     let config = match Config::from_env(Component::Worker) {
         Ok(config) => config,
         Err(e) => {
@@ -51,6 +59,7 @@ async fn main() -> ExitCode {
     }
     let result = match cli.command.unwrap_or(Command::Work) {
         Command::Work => work::run(config).await,
+        Command::Run(args) => return local_run::main(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

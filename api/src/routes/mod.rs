@@ -11,6 +11,7 @@ pub mod health;
 pub mod templates;
 pub mod threads;
 pub mod tokens;
+pub mod tools;
 pub mod users;
 pub mod validation;
 pub mod workspaces;
@@ -59,6 +60,7 @@ pub fn api() -> impl poem_openapi::OpenApi {
         workspaces::WorkspacesApi,
         graphs::GraphsApi,
         validation::ValidationApi,
+        tools::ToolsApi,
         templates::TemplatesApi,
         threads::ThreadsApi,
         executions::ExecutionsApi,

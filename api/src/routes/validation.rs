@@ -1,8 +1,7 @@
 //! Validation and the node-type catalogue: `POST /api/v1/graphs/validate`,
 //! `POST /api/v1/graphs/{id}/validate`, `GET /api/v1/node-types`,
-//! `POST /api/v1/node-types/{type}/validate`.
+//! `POST /api/v1/node-types/{type}/validate`. (The tools are in `tools.rs`.)
 
-use crewgraph_core::crew::tools::ToolInfo;
 use crewgraph_core::graph::document::NodeKind;
 use crewgraph_core::graph::node_types::{self, NodeType};
 use crewgraph_core::graph::validate::{validate, validate_node};
@@ -19,6 +18,7 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use super::graph_bodies::{ProblemBody, ValidationBody, example_document};
+use super::tools::ToolBody;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -113,7 +113,11 @@ impl From<NodeType> for NodeTypeBody {
 
 impl Example for NodeTypeBody {
     fn example() -> Self {
-        node_types::node_type(NodeKind::Tool, &crewgraph_core::crew::tools::ToolRegistry::builtin().list()).into()
+        node_types::node_type(
+            NodeKind::Tool,
+            &crewgraph_core::crew::tools::ToolRegistry::builtin().list(),
+        )
+        .into()
     }
 }
 
@@ -121,28 +125,11 @@ impl Example for NodeTypesBody {
     fn example() -> Self {
         let tools = crewgraph_core::crew::tools::ToolRegistry::builtin().list();
         NodeTypesBody {
-            node_types: node_types::node_types(&tools).into_iter().map(Into::into).collect(),
+            node_types: node_types::node_types(&tools)
+                .into_iter()
+                .map(Into::into)
+                .collect(),
             tools: tools.into_iter().map(Into::into).collect(),
-        }
-    }
-}
-
-/// A tool of the tool repository.
-#[derive(Object)]
-#[oai(rename = "Tool")]
-pub struct ToolBody {
-    pub name: String,
-    pub description: String,
-    /// JSON Schema of its arguments.
-    pub args_schema: Value,
-}
-
-impl From<ToolInfo> for ToolBody {
-    fn from(t: ToolInfo) -> Self {
-        ToolBody {
-            name: t.name,
-            description: t.description,
-            args_schema: t.args_schema,
         }
     }
 }
@@ -153,11 +140,6 @@ pub struct NodeTypesBody {
     pub node_types: Vec<NodeTypeBody>,
     /// The tools a tool node may name, with their argument schemas.
     pub tools: Vec<ToolBody>,
-}
-
-#[derive(Object)]
-pub struct ToolListBody {
-    pub items: Vec<ToolBody>,
 }
 
 #[derive(ApiResponse)]
@@ -177,12 +159,6 @@ pub enum NodeValidationResponse {
 pub enum NodeTypesResponse {
     #[oai(status = 200)]
     Ok(Json<NodeTypesBody>),
-}
-
-#[derive(ApiResponse)]
-pub enum ToolListResponse {
-    #[oai(status = 200)]
-    Ok(Json<ToolListBody>),
 }
 
 #[OpenApi(tag = "ApiTags::Graphs")]
@@ -277,23 +253,6 @@ impl ValidationApi {
         Ok(NodeValidationResponse::Ok(Json(NodeValidationBody {
             valid: !crewgraph_core::graph::problems::has_errors(&problems),
             problems: problems.iter().map(ProblemBody::from).collect(),
-        })))
-    }
-
-    /// The tool repository: every tool with the JSON Schema of its arguments.
-    #[oai(
-        path = "/api/v1/tools",
-        method = "get",
-        operation_id = "list_tools",
-        tag = "ApiTags::Tools"
-    )]
-    async fn tools(
-        &self,
-        state: Data<&AppState>,
-        _auth: Auth,
-    ) -> Result<ToolListResponse, ApiError> {
-        Ok(ToolListResponse::Ok(Json(ToolListBody {
-            items: state.tools.list().into_iter().map(Into::into).collect(),
         })))
     }
 }

@@ -27,6 +27,9 @@ pub use script::{Fallback, FaultKind, Reply, Rule, Script, ScriptedToolCall, Usa
 use answer::Plan;
 use request::RequestView;
 
+/// Pending connections the listener queues before the kernel drops SYNs.
+const LISTEN_BACKLOG: u32 = 8192;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum Api {
     #[serde(rename = "openai")]
@@ -75,7 +78,15 @@ impl ScriptedLlm {
         script: Script,
         record: bool,
     ) -> std::io::Result<ScriptedLlm> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
+        // A long accept backlog: benchmarks open 1,000 connections at once, and with
+        // `TcpListener::bind`'s 1024 some SYNs are dropped and retried a second later.
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(LISTEN_BACKLOG)?;
         let addr = listener.local_addr()?;
         let acceptor = TcpAcceptor::from_tokio(listener)?;
         let state = Arc::new(ServerState {
