@@ -34,6 +34,7 @@ pub fn binary_path(name: &str) -> PathBuf {
 pub struct TestProcess {
     child: Child,
     logs: Arc<Mutex<Vec<String>>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl TestProcess {
@@ -57,13 +58,18 @@ impl TestProcess {
         }
         let mut child = command.spawn().expect("spawn binary");
         let logs: Arc<Mutex<Vec<String>>> = Arc::default();
+        let mut readers = Vec::new();
         if let Some(stdout) = child.stdout.take() {
-            collect_lines(stdout, logs.clone());
+            readers.push(collect_lines(stdout, logs.clone()));
         }
         if let Some(stderr) = child.stderr.take() {
-            collect_lines(stderr, logs.clone());
+            readers.push(collect_lines(stderr, logs.clone()));
         }
-        TestProcess { child, logs }
+        TestProcess {
+            child,
+            logs,
+            readers,
+        }
     }
 
     pub fn logs(&self) -> Vec<String> {
@@ -115,19 +121,24 @@ impl TestProcess {
         assert!(status.success(), "kill -{signal} failed");
     }
 
-    /// Waits for the process to exit and returns its exit code.
+    /// Waits for the process to exit and returns its exit code, once everything it
+    /// printed has been collected.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
-        match tokio::time::timeout(timeout, self.child.wait()).await {
+        let code = match tokio::time::timeout(timeout, self.child.wait()).await {
             Ok(Ok(status)) => status.code(),
-            _ => None,
+            _ => return None,
+        };
+        for reader in self.readers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
         }
+        code
     }
 }
 
 fn collect_lines(
     stream: impl tokio::io::AsyncRead + Unpin + Send + 'static,
     logs: Arc<Mutex<Vec<String>>>,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(stream).lines();
         while let Ok(Some(line)) = lines.next_line().await {
@@ -135,7 +146,7 @@ fn collect_lines(
                 logs.push(line);
             }
         }
-    });
+    })
 }
 
 /// A running `crewgraph-api` and a client for it.

@@ -253,6 +253,20 @@ async fn threads_hold_messages_oldest_first_and_are_scoped() {
     let thread = body(thread).await;
     assert_eq!(thread["graph_id"], graph_id);
     let path = format!("/api/v1/threads/{}", thread["id"].as_str().expect("id"));
+    // A bound thread's user messages start runs (execution tests cover that); unbind it
+    // to test plain message storage.
+    let unbound = body(
+        send(
+            &api,
+            Method::PATCH,
+            &path,
+            &ada,
+            Some(json!({"graph_id": null})),
+        )
+        .await,
+    )
+    .await;
+    assert!(unbound["graph_id"].is_null());
 
     let mut ids = Vec::new();
     for (n, role) in ["user", "assistant", "user", "system", "user"]
@@ -400,19 +414,19 @@ async fn threads_hold_messages_oldest_first_and_are_scoped() {
     )
     .await;
 
-    let unbound = body(
+    let rebound = body(
         send(
             &api,
             Method::PATCH,
             &path,
             &ada,
-            Some(json!({"title": "Renamed", "graph_id": null})),
+            Some(json!({"title": "Renamed", "graph_id": graph_id})),
         )
         .await,
     )
     .await;
-    assert_eq!(unbound["title"], "Renamed");
-    assert!(unbound["graph_id"].is_null());
+    assert_eq!(rebound["title"], "Renamed");
+    assert_eq!(rebound["graph_id"], graph_id, "bound again");
     let listed = body(get(&api, &format!("/api/v1/workspaces/{ws}/threads"), &ada).await).await;
     assert_eq!(listed["items"][0]["title"], "Renamed");
     assert_eq!(

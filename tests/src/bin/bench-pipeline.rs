@@ -362,8 +362,10 @@ async fn throughput(n: usize) {
 /// RSS of one worker with 1,000 crews in flight against a model that takes 2 s.
 async fn concurrency(n: usize) {
     let db = TestDatabase::migrated().await;
-    let mut script = Script::default();
-    script.latency_ms = 2_000;
+    let script = Script {
+        latency_ms: 2_000,
+        ..Script::default()
+    };
     let llm = ScriptedLlm::start_at("127.0.0.1:0".parse().expect("addr"), script, false)
         .await
         .expect("scripted-llm");
