@@ -151,9 +151,23 @@ impl EventHub {
         if notice.last_seq <= after {
             return;
         }
-        let rows = match events::read_after(&self.db, notice.execution_id, after, READ_LIMIT).await
-        {
-            Ok(rows) => rows,
+        let mut rows = Vec::new();
+        let mut from = after;
+        let read = loop {
+            match events::read_after(&self.db, notice.execution_id, from, READ_LIMIT).await {
+                Ok(batch) => {
+                    let full = batch.len() == READ_LIMIT as usize;
+                    from = batch.last().map_or(from, |r| r.seq);
+                    rows.extend(batch);
+                    if !full || from >= notice.last_seq {
+                        break Ok(());
+                    }
+                }
+                Err(error) => break Err(error),
+            }
+        };
+        match read {
+            Ok(()) => {}
             Err(error) => {
                 tracing::warn!(%error, "reading notified events failed");
                 if let Ok(topics) = self.topics.lock()

@@ -80,8 +80,9 @@ pub struct Appended {
     pub last_seq: i64,
 }
 
-/// Appends every batch (one per execution) in one statement and notifies listeners.
-/// Executions that are gone or fenced off are skipped: they are absent from the result.
+/// Appends every batch (at most one per execution) in one statement and notifies
+/// listeners. Executions that are gone or fenced off are skipped: they are absent from the
+/// result.
 pub async fn append<C: ConnectionTrait>(
     db: &C,
     batches: &[EventBatch],
@@ -97,7 +98,7 @@ pub async fn append<C: ConnectionTrait>(
                 .iter()
                 .map(|e| EventRow {
                     event_type: e.type_name(),
-                    data: e.data(),
+                    data: without_nul(e.data()),
                 })
                 .collect(),
         })
@@ -112,16 +113,19 @@ pub async fn append<C: ConnectionTrait>(
         db.get_database_backend(),
         r#"
 WITH input AS (
-    SELECT (x->>'id')::uuid AS id, (x->>'attempt')::integer AS attempt, x->'events' AS events,
-           jsonb_array_length(x->'events') AS n
-    FROM jsonb_array_elements($1::jsonb) AS x
+    SELECT x.ord, (x.item->>'id')::uuid AS id, (x.item->>'attempt')::integer AS attempt,
+           x.item->'events' AS events, jsonb_array_length(x.item->'events') AS n
+    FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(item, ord)
 ), locked AS (
-    SELECT e.id FROM executions e JOIN input i ON i.id = e.id
-    WHERE i.attempt IS NULL OR e.attempt = i.attempt
+    -- A worker's write (attempt given) lands only while its claim holds: same attempt,
+    -- still running. Rows are locked in id order everywhere: no deadlocks.
+    SELECT i.ord FROM executions e JOIN input i ON i.id = e.id
+    WHERE i.attempt IS NULL OR (e.attempt = i.attempt AND e.status = 'running')
     ORDER BY e.id FOR UPDATE OF e
 ), bumped AS (
     UPDATE executions e SET last_seq = e.last_seq + i.n
-    FROM input i, locked l WHERE e.id = i.id AND l.id = i.id
+    FROM input i JOIN locked l ON l.ord = i.ord
+    WHERE e.id = i.id
     RETURNING e.id, e.last_seq AS last, i.n, i.events
 ), inserted AS (
     INSERT INTO execution_events (execution_id, seq, type, data)
@@ -137,6 +141,31 @@ FROM bumped b
     .all(db)
     .await?;
     Ok(appended)
+}
+
+/// PostgreSQL stores no U+0000 in text or jsonb. Model output and tool results may hold
+/// one (a hostile endpoint can send it on purpose); dropping it keeps one odd string from
+/// failing a whole batch of events.
+pub fn without_nul(mut value: Value) -> Value {
+    strip_nul(&mut value);
+    value
+}
+
+fn strip_nul(value: &mut Value) {
+    match value {
+        Value::String(text) if text.contains('\0') => text.retain(|c| c != '\0'),
+        Value::Array(items) => items.iter_mut().for_each(strip_nul),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                let entries: Vec<(String, Value)> = std::mem::take(map).into_iter().collect();
+                for (key, item) in entries {
+                    map.insert(key.replace('\0', ""), item);
+                }
+            }
+            map.values_mut().for_each(strip_nul);
+        }
+        _ => {}
+    }
 }
 
 /// Stored events of an execution with `seq > after`, in order, at most `limit`.
@@ -183,6 +212,12 @@ impl EventsNotice {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_characters_are_dropped_everywhere() {
+        let cleaned = without_nul(json!({"a\u{0}b": ["x\u{0}y", {"k": "\u{0}"}], "n": 1}));
+        assert_eq!(cleaned, json!({"ab": ["xy", {"k": ""}], "n": 1}));
+    }
 
     #[test]
     fn notices_parse_and_garbage_does_not() {

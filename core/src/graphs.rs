@@ -89,7 +89,7 @@ pub fn validate_name(name: &str) -> CoreResult<String> {
     fields::required_text(name, "name", "invalid_name", MAX_NAME_CHARS)
 }
 
-fn validate_description(description: Option<String>) -> CoreResult<Option<String>> {
+pub fn validate_description(description: Option<String>) -> CoreResult<Option<String>> {
     fields::optional_text(
         description,
         "description",
@@ -452,7 +452,13 @@ pub async fn list_versions(
          ORDER BY version DESC LIMIT $3",
         [
             id.into(),
-            after.and_then(|n| i32::try_from(n).ok()).into(),
+            after
+                .map(i32::try_from)
+                .transpose()
+                .map_err(|_| {
+                    CoreError::invalid("invalid_cursor", "cursor", "the cursor is not valid")
+                })?
+                .into(),
             page.fetch_limit().into(),
         ],
     ))

@@ -43,6 +43,12 @@ impl Cursor {
             16 => Uuid::from_slice(&bytes).ok().map(Cursor::Id),
             24 => {
                 let micros = i64::from_be_bytes(bytes[..8].try_into().ok()?);
+                // Only times PostgreSQL can compare with (years 1..=9999).
+                const RANGE: std::ops::RangeInclusive<i64> =
+                    -62_135_596_800_000_000..=253_402_300_799_999_999;
+                if !RANGE.contains(&micros) {
+                    return None;
+                }
                 let time = DateTime::from_timestamp_micros(micros)?;
                 Some(Cursor::TimeId(time, Uuid::from_slice(&bytes[8..]).ok()?))
             }
@@ -181,6 +187,12 @@ mod tests {
             assert_eq!(page.cursor, Some(cursor));
         }
         assert!(PageRequest::parse(None, Some("not a cursor!")).is_err());
+        let mut ancient = i64::MIN.to_be_bytes().to_vec();
+        ancient.extend_from_slice(id.as_bytes());
+        assert!(
+            PageRequest::parse(None, Some(&URL_SAFE_NO_PAD.encode(ancient))).is_err(),
+            "a time PostgreSQL cannot store"
+        );
         assert!(PageRequest::parse(Some(0), None).is_err());
         assert!(PageRequest::parse(Some(101), None).is_err());
         let id_page = PageRequest::parse(None, Some(&Cursor::Id(id).encode())).expect("parse");

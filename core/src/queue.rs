@@ -75,7 +75,10 @@ pub async fn enqueue<C: ConnectionTrait>(db: &C, execution_id: Uuid) -> CoreResu
     let task_id = Uuid::now_v7();
     db.execute(Statement::from_sql_and_values(
         db.get_database_backend(),
-        "INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) VALUES ($1, $2, $3, now())",
+        // fang compares `scheduled_at` with the worker's clock: a minute back, so a worker
+        // whose clock lags the database's still sees the task as due at once.
+        "INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
+         VALUES ($1, $2, $3, now() - interval '1 minute')",
         [
             task_id.into(),
             task_metadata(execution_id)?.into(),

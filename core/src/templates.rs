@@ -160,7 +160,7 @@ pub async fn create(
             Uuid::now_v7().into(),
             slug.into(),
             name.into(),
-            new.description.filter(|d| !d.trim().is_empty()).into(),
+            graphs::validate_description(new.description)?.into(),
             new.document.into(),
             principal.user_id.into(),
         ],
@@ -187,7 +187,10 @@ pub async fn update(
     if let Some(document) = &changes.document {
         check_document(document, tools)?;
     }
-    let description = changes.description;
+    let description = changes
+        .description
+        .map(graphs::validate_description)
+        .transpose()?;
     Template::find_by_statement(Statement::from_sql_and_values(
         db.get_database_backend(),
         format!(

@@ -284,11 +284,16 @@ async fn record_run_message<C: ConnectionTrait>(
     role: MessageRole,
     content: &str,
 ) -> CoreResult<()> {
-    // Answers can be long; a thread keeps what fits a message.
+    // Answers can be long; a thread keeps what fits a message (and no U+0000, which
+    // PostgreSQL cannot store).
     let content: String = if content.trim().is_empty() {
         "(the crew gave an empty answer)".into()
     } else {
-        content.chars().take(MAX_MESSAGE_CHARS).collect()
+        content
+            .chars()
+            .filter(|c| *c != '\0')
+            .take(MAX_MESSAGE_CHARS)
+            .collect()
     };
     db.execute(Statement::from_sql_and_values(
         db.get_database_backend(),

@@ -28,9 +28,11 @@ CREATE TABLE executions (
     error jsonb,
     -- fang's task row for this execution (claiming goes through fang's queue).
     queue_task_id uuid,
-    -- Claims so far; a worker's writes are fenced by the attempt it claimed.
+    -- Claims so far (every claim counts, so attempts never repeat); a worker's writes are
+    -- fenced by the attempt it claimed.
     attempt integer NOT NULL DEFAULT 0,
-    max_attempts integer NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
+    -- Claims lost with their worker (killed, unreachable): past a limit the run fails.
+    lost_count integer NOT NULL DEFAULT 0,
     worker_id text,
     heartbeat_at timestamptz,
     cancel_requested_at timestamptz,
@@ -44,6 +46,7 @@ CREATE INDEX executions_user_created_idx ON executions (user_id, created_at DESC
 CREATE INDEX executions_graph_idx ON executions (graph_id, created_at DESC);
 CREATE INDEX executions_active_idx ON executions (user_id) WHERE status IN ('queued', 'running');
 CREATE INDEX executions_heartbeat_idx ON executions (heartbeat_at) WHERE status = 'running';
+CREATE INDEX executions_queued_task_idx ON executions (queue_task_id) WHERE status = 'queued';
 
 CREATE TABLE execution_events (
     execution_id uuid NOT NULL REFERENCES executions(id) ON DELETE CASCADE,

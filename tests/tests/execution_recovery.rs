@@ -39,6 +39,19 @@ async fn wait_for_requests(llm: &ScriptedLlm, count: usize) {
     }
 }
 
+/// Waits until the stored log of an execution has an event of `event_type`.
+async fn wait_for_event(api: &crewgraph_tests::TestApi, token: &str, id: &str, event_type: &str) {
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    while !event_log(api, token, id)
+        .await
+        .iter()
+        .any(|e| e["type"] == event_type)
+    {
+        assert!(Instant::now() < deadline, "no {event_type} event");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn started_attempts(log: &[Value]) -> Vec<i64> {
     log.iter()
         .filter(|e| e["type"] == "execution.started")
@@ -58,6 +71,8 @@ async fn a_killed_workers_execution_is_finished_by_another_worker() {
     let execution = kickoff(&api, &token, &graph, json!({"question": "q"})).await;
     let id = execution["id"].as_str().expect("id");
     wait_for_requests(&llm, 1).await;
+    // The first attempt's events up to its model call are stored.
+    wait_for_event(&api, &token, id, "llm.started").await;
 
     doomed.signal("KILL");
     let _rescuer = spawn_worker(&db.url, &llm.openai_base_url(), &fast_recovery).await;
@@ -241,13 +256,28 @@ async fn a_stopping_worker_finishes_its_crews_or_hands_them_back() {
     stopping.signal("TERM");
     assert_eq!(stopping.wait_exit(Duration::from_secs(20)).await, Some(0));
     let handed_back = wait_for_status(&api, &token, id, Some("queued"), RUN_TIMEOUT).await;
-    assert_eq!(
-        handed_back["attempt"], 0,
-        "a hand-back does not count as an attempt"
-    );
+    assert_eq!(handed_back["attempt"], 1, "one claim so far");
 
-    let _next = spawn_worker(&db.url, &llm.openai_base_url(), &[]).await;
+    // Even a worker that tolerates no lost run takes it: a hand-back is not a loss.
+    let _next = spawn_worker(
+        &db.url,
+        &llm.openai_base_url(),
+        &[("CREWGRAPH_EXECUTION_MAX_ATTEMPTS", "1")],
+    )
+    .await;
     let finished = wait_for_status(&api, &token, id, Some("succeeded"), RUN_TIMEOUT).await;
     assert_eq!(finished["result"]["raw"], "recovered");
-    assert_eq!(finished["attempt"], 1);
+    assert_eq!(finished["attempt"], 2, "every claim is a new attempt");
+    let log = event_log(&api, &token, id).await;
+    assert_eq!(started_attempts(&log), [1, 2]);
+    let terminal = log
+        .iter()
+        .filter(|e| {
+            matches!(
+                e["type"].as_str(),
+                Some("execution.succeeded" | "execution.failed" | "execution.cancelled")
+            )
+        })
+        .count();
+    assert_eq!(terminal, 1, "exactly one terminal event");
 }

@@ -113,7 +113,9 @@ async fn a_kickoff_runs_to_success_with_every_event_in_order_over_sse_and_in_the
     let streamed_envelopes: Vec<Value> = events.iter().map(|e| e.data.clone()).collect();
     assert_eq!(log, streamed_envelopes);
 
-    let finished = wait_for_status(&api, &token, &id, Some("succeeded"), RUN_TIMEOUT).await;
+    // The terminal event is committed with the status: no waiting needed.
+    let finished = body(get(&api, &format!("/api/v1/executions/{id}"), &token).await).await;
+    assert_eq!(finished["status"], "succeeded");
     let raw = finished["result"]["raw"].as_str().expect("raw");
     assert!(raw.starts_with("Echo: Answer what is 6 times 7?"), "{raw}");
     assert_eq!(finished["result"]["tasks_output"][0]["task_id"], "t");
@@ -129,6 +131,12 @@ async fn a_kickoff_runs_to_success_with_every_event_in_order_over_sse_and_in_the
     let mut tail = open_stream(&api, &token, &id, Some(events.len() as i64 - 2)).await;
     let tail_events = read_to_end(&mut tail, RUN_TIMEOUT).await;
     assert_eq!(tail_events, events[events.len() - 2..].to_vec());
+    // Resuming after the terminal event (EventSource reconnecting) ends at once.
+    let mut after_end = open_stream(&api, &token, &id, Some(events.len() as i64)).await;
+    assert_eq!(
+        read_to_end(&mut after_end, Duration::from_secs(5)).await,
+        Vec::new()
+    );
 
     let listed = body(
         get(
@@ -393,4 +401,78 @@ async fn the_hello_world_template_runs_its_tool_without_a_provider_key() {
     let finished = wait_for_status(&api, &token, id, Some("succeeded"), RUN_TIMEOUT).await;
     assert_eq!(finished["result"]["raw"], "Hello, Ada!");
     assert_eq!(finished["usage"]["successful_requests"], 2);
+}
+
+#[tokio::test]
+async fn hostile_model_output_and_endpoints_cannot_break_the_worker_or_steal_keys() {
+    let db = database().await;
+    // The operator's fallback endpoint, and a second server a graph points at itself.
+    let fallback = ScriptedLlm::start(Script::default()).await;
+    let chosen = ScriptedLlm::start(
+        serde_json::from_value(json!({"rules": [{"reply": {
+            "text": "Thought: I now can give a great answer\nFinal Answer: nul \u{0} inside"
+        }}]}))
+        .expect("script"),
+    )
+    .await;
+    let api = api(&db).await;
+    let _worker = spawn_worker(
+        &db.url,
+        &fallback.openai_base_url(),
+        &[(
+            "CREWGRAPH_FALLBACK_LLM_API_KEY",
+            "sk-operator-secret-key-0123456789",
+        )],
+    )
+    .await;
+    let token = signed_up(&api, "hostile@example.com").await;
+    let mut document = one_task_graph();
+    document["nodes"][0]["data"]
+        .as_object_mut()
+        .expect("data")
+        .remove("llm");
+    document["nodes"]
+        .as_array_mut()
+        .expect("nodes")
+        .push(json!({
+            "id": "m", "type": "llm",
+            "data": {"model": "openai/gpt-4o-mini", "base_url": chosen.openai_base_url()}
+        }));
+    document["edges"]
+        .as_array_mut()
+        .expect("edges")
+        .push(json!({"id": "e-m", "source": "m", "target": "a"}));
+    let graph = create_graph(&api, &token, document).await;
+    let execution = kickoff(&api, &token, &graph, json!({"question": "q"})).await;
+    let id = execution["id"].as_str().expect("id");
+    let finished = wait_for_status(&api, &token, id, None, RUN_TIMEOUT).await;
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    assert_eq!(
+        finished["result"]["raw"], "nul  inside",
+        "U+0000 dropped, not fatal"
+    );
+    let request = &chosen.requests()[0];
+    assert!(
+        request
+            .api_key
+            .as_deref()
+            .is_none_or(|key| !key.contains("operator-secret")),
+        "the operator's key must not go to a graph's own endpoint"
+    );
+    // The worker still runs crews (through the fallback, with the operator's key).
+    let plain = create_graph(&api, &token, one_task_graph()).await;
+    let next = kickoff(&api, &token, &plain, json!({"question": "still alive?"})).await;
+    let done = wait_for_status(
+        &api,
+        &token,
+        next["id"].as_str().expect("id"),
+        None,
+        RUN_TIMEOUT,
+    )
+    .await;
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(
+        fallback.requests()[0].api_key.as_deref(),
+        Some("sk-operator-secret-key-0123456789")
+    );
 }

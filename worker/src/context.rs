@@ -1,7 +1,7 @@
 //! What every part of a worker shares.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crewgraph_core::config::EncryptionKeys;
 use crewgraph_core::crew::llm::HttpLlmConnector;
@@ -31,4 +31,14 @@ pub struct WorkerContext {
     pub execution_timeout: Duration,
     pub lost_after: Duration,
     pub max_attempts: i32,
+    /// What this worker knows of its own connection to the database.
+    pub health: Mutex<Health>,
+}
+
+/// A worker that cannot reach the database for `lost_after` must assume its runs were
+/// recovered by another worker (and stop them), and must not recover anyone else's runs
+/// until it has been connected long enough for their owners to have heartbeated.
+pub struct Health {
+    pub last_heartbeat: Instant,
+    pub connected_since: Option<Instant>,
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crewgraph_core::crew::events::{EventSink, RuntimeEvent};
-use crewgraph_core::error::CoreResult;
+use crewgraph_core::error::{CoreError, CoreResult};
 use crewgraph_core::events::{self, EventBatch};
 use crewgraph_core::executions::lifecycle::{self, Finish};
 use sea_orm::{DatabaseConnection, TransactionTrait};
@@ -29,9 +29,10 @@ const MAX_BATCH: usize = 5_000;
 
 /// How a run's record ends.
 pub enum Completion {
-    /// Terminal: status, result/error, queue task removed, chat message.
-    Finish(Finish),
-    /// Back to the queue (shutdown): the attempt does not count.
+    /// Terminal: status, result/error, queue task removed, chat message, then the
+    /// terminal event — one transaction.
+    Finish(Box<Finish>, Option<RuntimeEvent>),
+    /// Back to the queue (shutdown): it does not count as lost.
     HandBack {
         execution_id: Uuid,
         attempt: i32,
@@ -105,53 +106,220 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        let mut batches: Vec<EventBatch> = Vec::new();
-        let mut index: HashMap<(Uuid, i32), usize> = HashMap::new();
-        let mut completions = Vec::new();
-        for message in messages {
-            match message {
-                WriterMessage::Event {
-                    execution_id,
-                    attempt,
-                    event,
-                } => {
-                    let slot = *index.entry((execution_id, attempt)).or_insert_with(|| {
-                        batches.push(EventBatch {
-                            execution_id,
-                            attempt: Some(attempt),
-                            events: Vec::new(),
-                        });
-                        batches.len() - 1
-                    });
-                    push_merging_deltas(&mut batches[slot].events, event);
-                }
-                WriterMessage::Complete { completion, done } => {
-                    completions.push((completion, done))
-                }
-            }
-        }
-        let mut delay = Duration::from_millis(50);
-        let results = loop {
-            match write(&db, &batches, &completions).await {
-                Ok(results) => break results,
-                Err(error) => {
-                    // Keep everything and retry: the database may be restarting.
-                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "writing events failed");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                }
+        let (batches, completions) = gather(messages, &running);
+        let outcome = write_with_retries(&db, &batches, &completions).await;
+        let (written, recorded) = match outcome {
+            Ok(results) => results,
+            // Something in this batch cannot be stored: write each execution on its own,
+            // so one bad run cannot stop the others.
+            Err(error) => {
+                tracing::error!(code = ?sqlstate(&error), "a batch of events cannot be stored; writing runs one by one");
+                write_one_by_one(&db, &batches, &completions).await
             }
         };
-        let (written, recorded) = results;
         for batch in &batches {
-            if !written.contains(&batch.execution_id) {
-                tracing::warn!(execution_id = %batch.execution_id, "claim lost: stopping the run without writing");
-                running.stop(batch.execution_id, StopReason::Lost);
+            if let Some(attempt) = batch.attempt
+                && !written.contains(&batch.execution_id)
+            {
+                tracing::warn!(execution_id = %batch.execution_id, attempt, "claim lost: stopping the run without writing");
+                running.stop_attempt(batch.execution_id, attempt, StopReason::Lost);
             }
         }
         for ((_, done), recorded) in completions.into_iter().zip(recorded) {
             let _ = done.send(recorded);
         }
+    }
+}
+
+type Completions = Vec<(Completion, oneshot::Sender<bool>)>;
+
+/// Groups events per execution (in order, deltas merged). Events of an older attempt of
+/// an execution that also has a newer one here belong to a run that lost its claim.
+fn gather(messages: Vec<WriterMessage>, running: &Running) -> (Vec<EventBatch>, Completions) {
+    let mut batches: Vec<EventBatch> = Vec::new();
+    let mut index: HashMap<Uuid, usize> = HashMap::new();
+    let mut completions = Vec::new();
+    for message in messages {
+        match message {
+            WriterMessage::Event {
+                execution_id,
+                attempt,
+                event,
+            } => {
+                let slot = *index.entry(execution_id).or_insert_with(|| {
+                    batches.push(EventBatch {
+                        execution_id,
+                        attempt: Some(attempt),
+                        events: Vec::new(),
+                    });
+                    batches.len() - 1
+                });
+                let batch = &mut batches[slot];
+                match batch.attempt {
+                    Some(current) if current == attempt => {
+                        push_merging_deltas(&mut batch.events, event)
+                    }
+                    Some(current) if current < attempt => {
+                        running.stop_attempt(execution_id, current, StopReason::Lost);
+                        batch.attempt = Some(attempt);
+                        batch.events = vec![event];
+                    }
+                    _ => running.stop_attempt(execution_id, attempt, StopReason::Lost),
+                }
+            }
+            WriterMessage::Complete { completion, done } => completions.push((completion, done)),
+        }
+    }
+    (batches, completions)
+}
+
+/// Retries while the database is unreachable (it may be restarting) — the run's events
+/// wait in memory — and once for anything else (a deadlock, a serialization failure).
+async fn write_with_retries(
+    db: &DatabaseConnection,
+    batches: &[EventBatch],
+    completions: &Completions,
+) -> CoreResult<(Vec<Uuid>, Vec<bool>)> {
+    let mut delay = Duration::from_millis(50);
+    let mut other_failures = 0;
+    loop {
+        match write(db, batches, completions.iter().map(|(c, _)| c)).await {
+            Ok(results) => return Ok(results),
+            Err(error) if is_connection_error(&error) => {
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "the database is unreachable; events wait");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(error) if other_failures == 0 => {
+                tracing::warn!(code = ?sqlstate(&error), "writing events failed; retrying once");
+                other_failures += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+fn is_connection_error(error: &CoreError) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    match error {
+        CoreError::Database(DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) => true,
+        CoreError::Database(
+            DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)),
+        ) => matches!(
+            e,
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Protocol(_)
+        ),
+        _ => false,
+    }
+}
+
+/// The fallback after a batch failed for a reason other than the connection: each
+/// execution on its own. If its events and end cannot be stored together, its events are
+/// tried alone, and its end is recorded as a failure, so no execution stays `running`.
+async fn write_one_by_one(
+    db: &DatabaseConnection,
+    batches: &[EventBatch],
+    completions: &Completions,
+) -> (Vec<Uuid>, Vec<bool>) {
+    let mut written = Vec::new();
+    let mut recorded = vec![false; completions.len()];
+    let mut ids: Vec<Uuid> = batches.iter().map(|b| b.execution_id).collect();
+    for (completion, _) in completions {
+        let id = completion_execution(completion);
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    for id in ids {
+        let own_batches: Vec<EventBatch> = batches
+            .iter()
+            .filter(|b| b.execution_id == id)
+            .cloned()
+            .collect();
+        let own: Vec<usize> = completions
+            .iter()
+            .enumerate()
+            .filter(|(_, (c, _))| completion_execution(c) == id)
+            .map(|(i, _)| i)
+            .collect();
+        match write(db, &own_batches, own.iter().map(|&i| &completions[i].0)).await {
+            Ok((ok, results)) => {
+                written.extend(ok);
+                for (slot, result) in own.into_iter().zip(results) {
+                    recorded[slot] = result;
+                }
+                continue;
+            }
+            Err(error) => {
+                tracing::error!(execution_id = %id, code = ?sqlstate(&error), "storing this run's events and end failed");
+            }
+        }
+        match write(db, &own_batches, std::iter::empty()).await {
+            Ok((ok, _)) => written.extend(ok),
+            Err(error) => {
+                tracing::error!(execution_id = %id, code = ?sqlstate(&error), "this run's events cannot be stored; dropped");
+            }
+        }
+        for slot in own {
+            let failure = as_failure(&completions[slot].0);
+            match write(db, &[], std::iter::once(&failure)).await {
+                Ok((_, results)) => recorded[slot] = results.first().copied().unwrap_or(false),
+                Err(error) => {
+                    tracing::error!(execution_id = %id, code = ?sqlstate(&error), "this run's end cannot be recorded");
+                }
+            }
+        }
+    }
+    (written, recorded)
+}
+
+/// A run's end recorded as a failure to store it.
+fn as_failure(completion: &Completion) -> Completion {
+    let message = "the run's result could not be stored".to_string();
+    let (execution_id, attempt, task_id) = match completion {
+        Completion::Finish(finish, _) => (finish.execution_id, finish.attempt, finish.task_id),
+        Completion::HandBack {
+            execution_id,
+            attempt,
+            task_id,
+        } => (*execution_id, *attempt, *task_id),
+    };
+    Completion::Finish(
+        Box::new(Finish {
+            execution_id,
+            attempt,
+            task_id,
+            outcome: lifecycle::Outcome::Failed {
+                code: "result_not_stored".into(),
+                message: message.clone(),
+            },
+        }),
+        Some(RuntimeEvent::ExecutionFailed {
+            code: "result_not_stored".into(),
+            error: message,
+        }),
+    )
+}
+
+/// The SQLSTATE of a database error (logged instead of the message, which can quote data).
+fn sqlstate(error: &CoreError) -> Option<String> {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    match error {
+        CoreError::Database(
+            DbErr::Exec(RuntimeErr::SqlxError(sqlx::Error::Database(e)))
+            | DbErr::Query(RuntimeErr::SqlxError(sqlx::Error::Database(e))),
+        ) => e.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
+fn completion_execution(completion: &Completion) -> Uuid {
+    match completion {
+        Completion::Finish(finish, _) => finish.execution_id,
+        Completion::HandBack { execution_id, .. } => *execution_id,
     }
 }
 
@@ -171,10 +339,10 @@ fn push_merging_deltas(events: &mut Vec<RuntimeEvent>, event: RuntimeEvent) {
     events.push(event);
 }
 
-async fn write(
+async fn write<'a>(
     db: &DatabaseConnection,
     batches: &[EventBatch],
-    completions: &[(Completion, oneshot::Sender<bool>)],
+    completions: impl Iterator<Item = &'a Completion>,
 ) -> CoreResult<(Vec<Uuid>, Vec<bool>)> {
     let txn = db.begin().await?;
     let written: Vec<Uuid> = events::append(&txn, batches)
@@ -182,10 +350,12 @@ async fn write(
         .into_iter()
         .map(|a| a.execution_id)
         .collect();
-    let mut recorded = Vec::with_capacity(completions.len());
-    for (completion, _) in completions {
+    let mut recorded = Vec::new();
+    for completion in completions {
         recorded.push(match completion {
-            Completion::Finish(finish) => lifecycle::finish(&txn, finish).await?,
+            Completion::Finish(finish, terminal) => {
+                lifecycle::finish(&txn, finish, terminal.clone()).await?
+            }
             Completion::HandBack {
                 execution_id,
                 attempt,
@@ -209,6 +379,8 @@ struct SinkInner {
     writer: EventWriter,
     pending: Mutex<Option<PendingDelta>>,
     generation: AtomicU64,
+    /// The run's terminal event, held back: it is written with the status change.
+    terminal: Mutex<Option<RuntimeEvent>>,
 }
 
 struct PendingDelta {
@@ -227,6 +399,7 @@ impl ExecutionSink {
                 writer,
                 pending: Mutex::new(None),
                 generation: AtomicU64::new(0),
+                terminal: Mutex::new(None),
             }),
         }
     }
@@ -234,6 +407,11 @@ impl ExecutionSink {
     /// Sends any merged delta still waiting (before the run's last record).
     pub fn flush(&self) {
         self.inner.flush_pending(None);
+    }
+
+    /// The terminal event the run emitted, if any.
+    pub fn take_terminal(&self) -> Option<RuntimeEvent> {
+        self.inner.terminal.lock().ok().and_then(|mut t| t.take())
     }
 }
 
@@ -312,6 +490,12 @@ impl EventSink for ExecutionSink {
                     inputs,
                     attempt: u32::try_from(inner.attempt).ok(),
                 });
+            }
+            terminal if terminal.is_terminal() => {
+                inner.flush_pending(None);
+                if let Ok(mut slot) = inner.terminal.lock() {
+                    *slot = Some(terminal);
+                }
             }
             other => {
                 inner.flush_pending(None);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crewgraph_core::crew::events::{EventSink as _, RuntimeEvent};
+use crewgraph_core::crew::events::RuntimeEvent;
 use crewgraph_core::crew::{RunDeps, RunError, run_crew};
 use crewgraph_core::executions::credentials::OwnerCredentials;
 use crewgraph_core::executions::lifecycle::{Finish, Outcome, Started};
@@ -56,17 +56,25 @@ async fn execute(context: &WorkerContext, started: Started) {
         run_crew(&spec, &inputs, deps, &sink, token),
     )
     .await;
-    let stop_reason = context.running.remove(execution_id);
-    let finish = |outcome| {
-        Completion::Finish(Finish {
-            execution_id,
-            attempt,
-            task_id,
-            outcome,
-        })
+    let stop_reason = context.running.reason(execution_id, attempt);
+    // The runtime's own terminal event (succeeded/failed), held back by the sink.
+    let emitted_terminal = sink.take_terminal();
+    let finish = |outcome, terminal| {
+        Completion::Finish(
+            Box::new(Finish {
+                execution_id,
+                attempt,
+                task_id,
+                outcome,
+            }),
+            terminal,
+        )
     };
     let completion = match result {
-        Ok(Ok(output)) => Some(finish(Outcome::Succeeded(Box::new(output)))),
+        Ok(Ok(output)) => Some(finish(
+            Outcome::Succeeded(Box::new(output)),
+            emitted_terminal,
+        )),
         Ok(Err(RunError::Cancelled)) => match stop_reason {
             Some(StopReason::Shutdown) => Some(Completion::HandBack {
                 execution_id,
@@ -76,30 +84,36 @@ async fn execute(context: &WorkerContext, started: Started) {
             Some(StopReason::Lost) => None,
             Some(StopReason::Cancelled) | None => {
                 let reason = "cancelled on request".to_string();
-                sink.emit(RuntimeEvent::ExecutionCancelled {
-                    reason: reason.clone(),
-                });
-                Some(finish(Outcome::Cancelled { reason }))
+                Some(finish(
+                    Outcome::Cancelled {
+                        reason: reason.clone(),
+                    },
+                    Some(RuntimeEvent::ExecutionCancelled { reason }),
+                ))
             }
         },
-        // The runtime has emitted `execution.failed` itself.
-        Ok(Err(error)) => Some(finish(Outcome::Failed {
-            code: error.code().to_string(),
-            message: error.to_string(),
-        })),
+        Ok(Err(error)) => Some(finish(
+            Outcome::Failed {
+                code: error.code().to_string(),
+                message: error.to_string(),
+            },
+            emitted_terminal,
+        )),
         Err(_) => {
             let message = format!(
                 "the execution ran longer than its limit of {} s",
                 context.execution_timeout.as_secs()
             );
-            sink.emit(RuntimeEvent::ExecutionFailed {
-                code: "execution_timeout".into(),
-                error: message.clone(),
-            });
-            Some(finish(Outcome::Failed {
-                code: "execution_timeout".into(),
-                message,
-            }))
+            Some(finish(
+                Outcome::Failed {
+                    code: "execution_timeout".into(),
+                    message: message.clone(),
+                },
+                Some(RuntimeEvent::ExecutionFailed {
+                    code: "execution_timeout".into(),
+                    error: message,
+                }),
+            ))
         }
     };
     sink.flush();
@@ -110,4 +124,6 @@ async fn execute(context: &WorkerContext, started: Started) {
         }
         None => tracing::warn!("execution abandoned: another worker holds it now"),
     }
+    // Only now: until its end is recorded, the heartbeat keeps the run alive.
+    context.running.remove(execution_id, attempt);
 }

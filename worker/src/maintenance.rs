@@ -3,7 +3,7 @@
 //! workers that died.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crewgraph_core::executions::lifecycle;
 use tokio_util::sync::CancellationToken;
@@ -19,17 +19,51 @@ pub async fn heartbeat(context: Arc<WorkerContext>, stopped: CancellationToken) 
             () = stopped.cancelled() => return,
         }
         let running = context.running.snapshot();
-        match lifecycle::heartbeat(&context.db, &context.worker_id, &running).await {
+        let beat = if running.is_empty() {
+            context
+                .db
+                .ping()
+                .await
+                .map(|()| lifecycle::Pulse::default())
+                .map_err(crewgraph_core::error::CoreError::from)
+        } else {
+            lifecycle::heartbeat(&context.db, &context.worker_id, &running).await
+        };
+        let now = Instant::now();
+        match beat {
             Ok(pulse) => {
+                if let Ok(mut health) = context.health.lock() {
+                    health.last_heartbeat = now;
+                    health.connected_since.get_or_insert(now);
+                }
                 for id in pulse.cancel_requested {
                     context.running.stop(id, StopReason::Cancelled);
                 }
                 for id in pulse.lost {
-                    tracing::warn!(execution_id = %id, "claim lost: stopping the run");
-                    context.running.stop(id, StopReason::Lost);
+                    if let Some((_, attempt)) = running.iter().find(|(r, _)| *r == id) {
+                        tracing::warn!(execution_id = %id, "claim lost: stopping the run");
+                        context.running.stop_attempt(id, *attempt, StopReason::Lost);
+                    }
                 }
             }
-            Err(error) => tracing::warn!(%error, "heartbeat failed"),
+            Err(error) => {
+                tracing::warn!(%error, "heartbeat failed");
+                let silent_for = match context.health.lock() {
+                    Ok(mut health) => {
+                        health.connected_since = None;
+                        now.duration_since(health.last_heartbeat)
+                    }
+                    Err(_) => Duration::ZERO,
+                };
+                if silent_for > context.lost_after && context.running.len() > 0 {
+                    // Others consider these runs lost by now and will run them again.
+                    tracing::warn!(
+                        running = context.running.len(),
+                        "no heartbeat for too long: stopping every run"
+                    );
+                    context.running.stop_all(StopReason::Lost);
+                }
+            }
         }
     }
 }
@@ -41,11 +75,22 @@ pub async fn reaper(context: Arc<WorkerContext>, stopping: CancellationToken) {
             () = tokio::time::sleep(interval) => {}
             () = stopping.cancelled() => return,
         }
+        // After an outage every heartbeat is stale: give the owners one full period to
+        // beat again before judging them lost.
+        let connected_long_enough = context.health.lock().is_ok_and(|health| {
+            health
+                .connected_since
+                .is_some_and(|since| since.elapsed() >= context.lost_after)
+        });
+        if !connected_long_enough {
+            continue;
+        }
         match lifecycle::reap(&context.db, context.lost_after, context.max_attempts).await {
             Ok(reaped) if reaped != lifecycle::Reaped::default() => {
                 tracing::info!(
                     requeued = reaped.requeued,
                     failed = reaped.failed,
+                    cancelled = reaped.cancelled,
                     released = reaped.stuck_tasks_released,
                     "recovered executions of lost workers"
                 );

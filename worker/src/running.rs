@@ -1,11 +1,16 @@
-//! The executions this worker is running, with the token that stops each and why it was
-//! stopped (the reason decides what the worker records afterwards).
+//! The executions this worker is running — one attempt each — with the token that stops
+//! each and why it was stopped (the reason decides what the worker records afterwards).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
+
+/// How long a cancel for a run that has not registered yet is remembered (a NOTIFY can
+/// arrive between the claim and the registration).
+const EARLY_CANCEL_MEMORY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
@@ -13,7 +18,8 @@ pub enum StopReason {
     Cancelled,
     /// The worker is shutting down: the run goes back to the queue.
     Shutdown,
-    /// The claim was taken back (the reaper re-queued it): stop without writing.
+    /// The claim was taken back (the reaper re-queued it, or this worker cannot reach the
+    /// database): stop without writing.
     Lost,
 }
 
@@ -24,53 +30,111 @@ struct Entry {
 }
 
 #[derive(Default)]
+struct State {
+    entries: HashMap<Uuid, Entry>,
+    early_cancels: HashMap<Uuid, Instant>,
+}
+
+#[derive(Default)]
 pub struct Running {
-    entries: Mutex<HashMap<Uuid, Entry>>,
+    state: Mutex<State>,
 }
 
 impl Running {
+    /// Registers a run. An older attempt of the same execution still here is stopped as
+    /// lost; a cancel that arrived before registration applies at once.
     pub fn insert(&self, execution_id: Uuid, attempt: i32) -> CancellationToken {
         let token = CancellationToken::new();
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(
-                execution_id,
-                Entry {
-                    attempt,
-                    token: token.clone(),
-                    reason: None,
-                },
-            );
+        let Ok(mut state) = self.state.lock() else {
+            return token;
+        };
+        let mut entry = Entry {
+            attempt,
+            token: token.clone(),
+            reason: None,
+        };
+        if state.early_cancels.remove(&execution_id).is_some() {
+            entry.reason = Some(StopReason::Cancelled);
+            entry.token.cancel();
+        }
+        if let Some(old) = state.entries.insert(execution_id, entry)
+            && old.attempt != attempt
+        {
+            old.token.cancel();
         }
         token
     }
 
-    /// Removes the entry and says why the run was stopped, if it was.
-    pub fn remove(&self, execution_id: Uuid) -> Option<StopReason> {
-        self.entries
-            .lock()
-            .ok()
-            .and_then(|mut entries| entries.remove(&execution_id))
-            .and_then(|entry| entry.reason)
+    /// Why this attempt was stopped, if it was.
+    pub fn reason(&self, execution_id: Uuid, attempt: i32) -> Option<StopReason> {
+        self.state.lock().ok().and_then(|state| {
+            state
+                .entries
+                .get(&execution_id)
+                .filter(|e| e.attempt == attempt)
+                .and_then(|e| e.reason)
+                .or_else(|| {
+                    // Replaced by a newer attempt: this one was lost.
+                    state
+                        .entries
+                        .get(&execution_id)
+                        .filter(|e| e.attempt != attempt)
+                        .map(|_| StopReason::Lost)
+                })
+        })
     }
 
-    /// Stops a run; the first reason given wins. `false` if it is not running here.
+    /// Forgets this attempt (not a newer one).
+    pub fn remove(&self, execution_id: Uuid, attempt: i32) {
+        if let Ok(mut state) = self.state.lock()
+            && state
+                .entries
+                .get(&execution_id)
+                .is_some_and(|e| e.attempt == attempt)
+        {
+            state.entries.remove(&execution_id);
+        }
+    }
+
+    /// Stops the run of an execution, whatever its attempt; the first reason given wins.
+    /// A cancel for a run not registered yet is remembered for a while.
     pub fn stop(&self, execution_id: Uuid, reason: StopReason) -> bool {
-        let Ok(mut entries) = self.entries.lock() else {
+        let Ok(mut state) = self.state.lock() else {
             return false;
         };
-        match entries.get_mut(&execution_id) {
+        match state.entries.get_mut(&execution_id) {
             Some(entry) => {
                 entry.reason.get_or_insert(reason);
                 entry.token.cancel();
                 true
             }
-            None => false,
+            None => {
+                if reason == StopReason::Cancelled {
+                    let now = Instant::now();
+                    state
+                        .early_cancels
+                        .retain(|_, at| now.duration_since(*at) < EARLY_CANCEL_MEMORY);
+                    state.early_cancels.insert(execution_id, now);
+                }
+                false
+            }
+        }
+    }
+
+    /// Stops one attempt only (a fenced-off write names the attempt it was for).
+    pub fn stop_attempt(&self, execution_id: Uuid, attempt: i32, reason: StopReason) {
+        if let Ok(mut state) = self.state.lock()
+            && let Some(entry) = state.entries.get_mut(&execution_id)
+            && entry.attempt == attempt
+        {
+            entry.reason.get_or_insert(reason);
+            entry.token.cancel();
         }
     }
 
     pub fn stop_all(&self, reason: StopReason) {
-        if let Ok(mut entries) = self.entries.lock() {
-            for entry in entries.values_mut() {
+        if let Ok(mut state) = self.state.lock() {
+            for entry in state.entries.values_mut() {
                 entry.reason.get_or_insert(reason);
                 entry.token.cancel();
             }
@@ -79,13 +143,53 @@ impl Running {
 
     /// (execution, attempt) of every run, for the heartbeat.
     pub fn snapshot(&self) -> Vec<(Uuid, i32)> {
-        self.entries
+        self.state
             .lock()
-            .map(|entries| entries.iter().map(|(id, e)| (*id, e.attempt)).collect())
+            .map(|state| {
+                state
+                    .entries
+                    .iter()
+                    .map(|(id, e)| (*id, e.attempt))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+        self.state.lock().map(|s| s.entries.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancel_before_registration_applies_on_insert() {
+        let running = Running::default();
+        let id = Uuid::now_v7();
+        assert!(!running.stop(id, StopReason::Cancelled));
+        let token = running.insert(id, 1);
+        assert!(token.is_cancelled());
+        assert_eq!(running.reason(id, 1), Some(StopReason::Cancelled));
+    }
+
+    #[test]
+    fn a_newer_attempt_replaces_and_stops_the_older_one() {
+        let running = Running::default();
+        let id = Uuid::now_v7();
+        let old = running.insert(id, 1);
+        let new = running.insert(id, 2);
+        assert!(old.is_cancelled());
+        assert!(!new.is_cancelled());
+        assert_eq!(running.reason(id, 1), Some(StopReason::Lost));
+        running.remove(id, 1);
+        assert_eq!(
+            running.snapshot(),
+            vec![(id, 2)],
+            "removing the old attempt keeps the new"
+        );
+        running.stop_attempt(id, 1, StopReason::Lost);
+        assert!(!new.is_cancelled());
     }
 }

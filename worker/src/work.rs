@@ -65,6 +65,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         execution_timeout: Duration::from_secs(config.worker.execution_timeout_secs),
         lost_after: Duration::from_secs(config.worker.lost_after_secs),
         max_attempts: config.worker.max_attempts,
+        health: std::sync::Mutex::new(crate::context::Health {
+            last_heartbeat: std::time::Instant::now(),
+            connected_since: Some(std::time::Instant::now()),
+        }),
     });
     let stopping = CancellationToken::new();
     let stopped = CancellationToken::new();

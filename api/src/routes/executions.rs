@@ -346,6 +346,15 @@ pub fn follow(
         'catch_up: loop {
             loop {
                 match events::read_after(&db, execution_id, last, CATCH_UP_ROWS).await {
+                    Ok(rows) if rows.is_empty() => {
+                        // Nothing new: the stream ends if nothing more can come (the client
+                        // resumed after the terminal event, or the execution is gone).
+                        match executions::stream_position(&db, execution_id).await {
+                            Ok(None) => return,
+                            Ok(Some((status, last_seq))) if status.is_terminal() && last >= last_seq => return,
+                            _ => break,
+                        }
+                    }
                     Ok(rows) => {
                         let complete = rows.len() < CATCH_UP_ROWS as usize;
                         for row in rows {

@@ -61,11 +61,18 @@ impl CredentialSource for OwnerCredentials {
             (None, Some(_)) => Err(LlmError::Configuration(
                 "the API key this model names does not exist (was it deleted?)".into(),
             )),
-            (None, None) => Ok(Credentials {
-                api_key: self.fallback.api_key.clone(),
-                base_url: self.fallback.base_url.clone(),
-                api_version: None,
-            }),
+            (None, None) => {
+                // The operator's key goes to the operator's endpoint only, never to a
+                // base URL a graph chose.
+                let own_endpoint = spec.base_url.as_deref().is_none_or(|url| {
+                    Some(url.trim_end_matches('/')) == self.fallback.base_url.as_deref()
+                });
+                Ok(Credentials {
+                    api_key: self.fallback.api_key.clone().filter(|_| own_endpoint),
+                    base_url: self.fallback.base_url.clone(),
+                    api_version: None,
+                })
+            }
         }
     }
 }

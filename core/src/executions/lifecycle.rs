@@ -72,7 +72,9 @@ pub async fn start(
             .map(|r| r.try_get::<String>("", "status"))
             .transpose()?;
         return Ok(match status.as_deref() {
-            Some("running") => StartOutcome::TakenElsewhere,
+            // Another worker holds it, or it went back to the queue meanwhile (its task
+            // will be claimed again): leave the task alone.
+            Some("running" | "queued") => StartOutcome::TakenElsewhere,
             _ => {
                 queue::remove(db, &[claim.task_id]).await?;
                 StartOutcome::Gone
@@ -95,18 +97,7 @@ pub async fn start(
         }))),
         _ => {
             let txn = db.begin().await?;
-            events::append(
-                &txn,
-                &[EventBatch {
-                    execution_id: claim.execution_id,
-                    attempt: Some(row.attempt),
-                    events: vec![RuntimeEvent::ExecutionFailed {
-                        code: "unreadable_execution".into(),
-                        error: "the stored crew cannot be read by this worker version".into(),
-                    }],
-                }],
-            )
-            .await?;
+            let message = "the stored crew cannot be read by this worker version";
             finish(
                 &txn,
                 &Finish {
@@ -115,9 +106,13 @@ pub async fn start(
                     task_id: claim.task_id,
                     outcome: Outcome::Failed {
                         code: "unreadable_execution".into(),
-                        message: "the stored crew cannot be read by this worker version".into(),
+                        message: message.into(),
                     },
                 },
+                Some(RuntimeEvent::ExecutionFailed {
+                    code: "unreadable_execution".into(),
+                    error: message.into(),
+                }),
             )
             .await?;
             txn.commit().await?;
@@ -192,25 +187,36 @@ pub struct Finish {
     pub outcome: Outcome,
 }
 
-/// Records the end of a run (after its terminal event was appended in the same
-/// transaction): status, result or error, the queue task removed, and for chat runs the
-/// answer (or the failure) in the thread. `false` if the claim was lost meanwhile.
-pub async fn finish<C: ConnectionTrait>(db: &C, finish: &Finish) -> CoreResult<bool> {
+/// Records the end of a run: status, result or error, the queue task removed, for chat
+/// runs the answer (or the failure) in the thread, and then the terminal event — in the
+/// caller's transaction, so a client that sees the terminal event finds the execution
+/// finished. `false` (and nothing written) if the claim was lost meanwhile.
+pub async fn finish<C: ConnectionTrait>(
+    db: &C,
+    finish: &Finish,
+    terminal: Option<RuntimeEvent>,
+) -> CoreResult<bool> {
     let (status, result, error) = match &finish.outcome {
         Outcome::Succeeded(output) => (
             "succeeded",
-            Some(serde_json::to_value(output.as_ref()).map_err(anyhow::Error::from)?),
+            Some(events::without_nul(
+                serde_json::to_value(output.as_ref()).map_err(anyhow::Error::from)?,
+            )),
             None,
         ),
         Outcome::Failed { code, message } => (
             "failed",
             None,
-            Some(json!({"code": code, "message": message})),
+            Some(events::without_nul(
+                json!({"code": code, "message": message}),
+            )),
         ),
         Outcome::Cancelled { reason } => (
             "cancelled",
             None,
-            Some(json!({"code": "cancelled", "message": reason})),
+            Some(events::without_nul(
+                json!({"code": "cancelled", "message": reason}),
+            )),
         ),
     };
     let updated = db
@@ -249,30 +255,72 @@ pub async fn finish<C: ConnectionTrait>(db: &C, finish: &Finish) -> CoreResult<b
             threads::record_run_failure(db, finish.execution_id, "The run was cancelled.").await?
         }
     }
+    if let Some(event) = terminal {
+        events::append(
+            db,
+            &[EventBatch {
+                execution_id: finish.execution_id,
+                attempt: None,
+                events: vec![event],
+            }],
+        )
+        .await?;
+    }
     Ok(true)
 }
 
-/// Gives a running execution back to the queue (a stopping worker's unfinished run); the
-/// attempt does not count. `false` if the claim was lost meanwhile.
+/// Ends a run that was asked to stop but whose worker can no longer do it (lost, or
+/// handing back): cancelled, with its event. A cancel request must never turn into a re-run.
+async fn cancel_instead<C: ConnectionTrait>(
+    db: &C,
+    execution_id: Uuid,
+    attempt: i32,
+    task_id: Option<Uuid>,
+) -> CoreResult<bool> {
+    let reason = "cancelled on request".to_string();
+    finish(
+        db,
+        &Finish {
+            execution_id,
+            attempt,
+            task_id: task_id.unwrap_or_default(),
+            outcome: Outcome::Cancelled {
+                reason: reason.clone(),
+            },
+        },
+        Some(RuntimeEvent::ExecutionCancelled { reason }),
+    )
+    .await
+}
+
+/// Gives a running execution back to the queue (a stopping worker's unfinished run). It
+/// does not count as lost; the next claim is a new attempt. A run with a pending cancel
+/// request is cancelled instead. `false` if the claim was lost meanwhile.
 pub async fn hand_back<C: ConnectionTrait>(
     db: &C,
     execution_id: Uuid,
     attempt: i32,
     task_id: Uuid,
 ) -> CoreResult<bool> {
-    let updated = db
-        .execute(Statement::from_sql_and_values(
+    let row = db
+        .query_one(Statement::from_sql_and_values(
             db.get_database_backend(),
-            "UPDATE executions SET status = 'queued', attempt = attempt - 1, worker_id = NULL, \
-               heartbeat_at = NULL WHERE id = $1 AND attempt = $2 AND status = 'running'",
+            "UPDATE executions SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE status END, \
+               worker_id = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE worker_id END, \
+               heartbeat_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE heartbeat_at END \
+             WHERE id = $1 AND attempt = $2 AND status = 'running' \
+             RETURNING cancel_requested_at IS NOT NULL AS cancel",
             [execution_id.into(), attempt.into()],
         ))
-        .await?
-        .rows_affected();
-    if updated == 1 {
-        queue::requeue(db, task_id, execution_id).await?;
+        .await?;
+    match row.map(|r| r.try_get::<bool>("", "cancel")).transpose()? {
+        None => Ok(false),
+        Some(true) => cancel_instead(db, execution_id, attempt, Some(task_id)).await,
+        Some(false) => {
+            queue::requeue(db, task_id, execution_id).await?;
+            Ok(true)
+        }
     }
-    Ok(updated == 1)
 }
 
 /// What one reaper pass did.
@@ -280,6 +328,7 @@ pub async fn hand_back<C: ConnectionTrait>(
 pub struct Reaped {
     pub requeued: usize,
     pub failed: usize,
+    pub cancelled: usize,
     pub stuck_tasks_released: u64,
 }
 
@@ -287,14 +336,16 @@ pub struct Reaped {
 struct StaleRow {
     id: Uuid,
     attempt: i32,
-    max_attempts: i32,
+    lost_count: i32,
     queue_task_id: Option<Uuid>,
+    cancel_requested: bool,
 }
 
-/// Recovers executions whose worker stopped heartbeating: re-queued while attempts
-/// remain, else failed with `worker_lost`. Safe to run from every worker at once (rows
-/// are taken with SKIP LOCKED). Also releases fang tasks left `in_progress` by a worker
-/// that died between fang's claim and the execution's start.
+/// Recovers executions whose worker stopped heartbeating: re-queued until a run has been
+/// lost `max_attempts` times, then failed with `worker_lost`; cancelled instead when a
+/// cancel was requested. Safe to run from every worker at once (rows are taken with SKIP
+/// LOCKED). Also releases fang tasks left `in_progress` by a worker that died between
+/// fang's claim and the execution's start.
 pub async fn reap(
     db: &DatabaseConnection,
     lost_after: Duration,
@@ -303,7 +354,8 @@ pub async fn reap(
     let txn = db.begin().await?;
     let stale = StaleRow::find_by_statement(Statement::from_sql_and_values(
         txn.get_database_backend(),
-        "SELECT id, attempt, max_attempts, queue_task_id FROM executions \
+        "SELECT id, attempt, lost_count, queue_task_id, cancel_requested_at IS NOT NULL AS cancel_requested \
+         FROM executions \
          WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1) \
          ORDER BY heartbeat_at LIMIT 100 FOR UPDATE SKIP LOCKED",
         [lost_after.as_secs_f64().into()],
@@ -312,11 +364,15 @@ pub async fn reap(
     .await?;
     let mut reaped = Reaped::default();
     for row in stale {
-        let limit = row.max_attempts.min(max_attempts).max(1);
-        if row.attempt < limit {
+        if row.cancel_requested {
+            cancel_instead(&txn, row.id, row.attempt, row.queue_task_id).await?;
+            tracing::warn!(execution_id = %row.id, "worker lost: execution cancelled as requested");
+            reaped.cancelled += 1;
+        } else if row.lost_count + 1 < max_attempts.max(1) {
             txn.execute(Statement::from_sql_and_values(
                 txn.get_database_backend(),
-                "UPDATE executions SET status = 'queued', worker_id = NULL, heartbeat_at = NULL WHERE id = $1",
+                "UPDATE executions SET status = 'queued', worker_id = NULL, heartbeat_at = NULL, \
+                   lost_count = lost_count + 1 WHERE id = $1",
                 [row.id.into()],
             ))
             .await?;
@@ -327,21 +383,9 @@ pub async fn reap(
             reaped.requeued += 1;
         } else {
             let message = format!(
-                "the worker running this execution stopped responding, {} time(s); giving up",
-                row.attempt
+                "the worker running this execution was lost {} time(s); giving up",
+                row.lost_count + 1
             );
-            events::append(
-                &txn,
-                &[EventBatch {
-                    execution_id: row.id,
-                    attempt: None,
-                    events: vec![RuntimeEvent::ExecutionFailed {
-                        code: "worker_lost".into(),
-                        error: message.clone(),
-                    }],
-                }],
-            )
-            .await?;
             finish(
                 &txn,
                 &Finish {
@@ -350,9 +394,13 @@ pub async fn reap(
                     task_id: row.queue_task_id.unwrap_or_default(),
                     outcome: Outcome::Failed {
                         code: "worker_lost".into(),
-                        message,
+                        message: message.clone(),
                     },
                 },
+                Some(RuntimeEvent::ExecutionFailed {
+                    code: "worker_lost".into(),
+                    error: message,
+                }),
             )
             .await?;
             tracing::warn!(execution_id = %row.id, "worker lost too often: execution failed");

@@ -154,16 +154,38 @@ pub async fn kickoff_chat(
     Ok((message, execution))
 }
 
+/// How much of a thread's history a chat run gets (characters of `history`): the newest
+/// messages that fit, each cut to [`CHAT_HISTORY_MESSAGE_CHARS`].
+pub const CHAT_HISTORY_CHARS: usize = 32_000;
+pub const CHAT_HISTORY_MESSAGE_CHARS: usize = 4_000;
+
 /// The inputs of a chat run: `message`, `history` ("role: content" lines, oldest first)
-/// and CrewAI's `crew_chat_messages` (the same as a JSON text).
+/// and CrewAI's `crew_chat_messages` (the same as a JSON text). Long threads keep their
+/// newest messages within a budget, so a thread never outgrows the inputs limit.
 fn chat_inputs(content: &str, history: &[threads::Message]) -> Map<String, Value> {
-    let lines: Vec<String> = history
+    let mut kept: Vec<(&str, String)> = Vec::new();
+    let mut used = 0;
+    for message in history.iter().rev() {
+        let text: String = message
+            .content
+            .chars()
+            .take(CHAT_HISTORY_MESSAGE_CHARS)
+            .collect();
+        let size = text.chars().count() + message.role.len() + 3;
+        if used + size > CHAT_HISTORY_CHARS {
+            break;
+        }
+        used += size;
+        kept.push((message.role.as_str(), text));
+    }
+    kept.reverse();
+    let lines: Vec<String> = kept
         .iter()
-        .map(|m| format!("{}: {}", m.role, m.content))
+        .map(|(role, text)| format!("{role}: {text}"))
         .collect();
-    let messages: Vec<Value> = history
+    let messages: Vec<Value> = kept
         .iter()
-        .map(|m| json!({"role": m.role, "content": m.content}))
+        .map(|(role, text)| json!({"role": role, "content": text}))
         .chain(std::iter::once(json!({"role": "user", "content": content})))
         .collect();
     let mut inputs = Map::new();
@@ -223,7 +245,7 @@ async fn kickoff_in(
     // Serialise kickoffs of one user, so the active-execution limit holds under races.
     txn.execute(Statement::from_sql_and_values(
         txn.get_database_backend(),
-        "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
+        "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
         [principal.user_id.into()],
     ))
     .await?;
@@ -250,8 +272,8 @@ async fn kickoff_in(
     let spec_json = serde_json::to_value(&spec).map_err(anyhow::Error::from)?;
     txn.execute(Statement::from_sql_and_values(
         txn.get_database_backend(),
-        "INSERT INTO executions (id, user_id, graph_id, graph_version, thread_id, status, document, spec, inputs, max_attempts) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9)",
+        "INSERT INTO executions (id, user_id, graph_id, graph_version, thread_id, status, document, spec, inputs) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8)",
         [
             id.into(),
             principal.user_id.into(),
@@ -261,7 +283,6 @@ async fn kickoff_in(
             graph.document.into(),
             spec_json.into(),
             Value::Object(inputs.clone()).into(),
-            MAX_ATTEMPTS_DEFAULT.into(),
         ],
     ))
     .await?;
@@ -285,10 +306,6 @@ async fn kickoff_in(
     .await?;
     get_in(txn, principal, id).await
 }
-
-/// Attempts before a lost worker's execution fails (the worker's setting wins when it
-/// recovers executions; this is what a row starts with).
-pub const MAX_ATTEMPTS_DEFAULT: i32 = 3;
 
 pub async fn get(
     db: &DatabaseConnection,
@@ -357,6 +374,29 @@ pub async fn list(
     Ok(Page::from_keyed_rows(rows, page, |e| {
         Cursor::TimeId(e.created_at, e.id)
     }))
+}
+
+/// An execution's status and the seq of its last event, or `None` if it is gone (for a
+/// stream deciding whether anything more can come).
+pub async fn stream_position<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+) -> CoreResult<Option<(Status, i64)>> {
+    let row = db
+        .query_one(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT status, last_seq FROM executions WHERE id = $1",
+            [id.into()],
+        ))
+        .await?;
+    row.map(|r| -> CoreResult<(Status, i64)> {
+        let status: String = r.try_get("", "status")?;
+        Ok((
+            Status::parse(&status).unwrap_or(Status::Failed),
+            r.try_get("", "last_seq")?,
+        ))
+    })
+    .transpose()
 }
 
 /// Stored events of one of the caller's executions after `after`, at most `limit`.
@@ -438,4 +478,42 @@ pub async fn cancel(
     let execution = get_in(&txn, principal, id).await?;
     txn.commit().await?;
     Ok(execution)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(role: &str, content: String) -> threads::Message {
+        threads::Message {
+            id: Uuid::now_v7(),
+            thread_id: Uuid::now_v7(),
+            role: role.into(),
+            content,
+            execution_id: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn chat_history_keeps_the_newest_messages_within_budget() {
+        let history: Vec<threads::Message> = (0..20)
+            .map(|n| message("user", format!("{n}{}", "x".repeat(50_000))))
+            .collect();
+        let inputs = chat_inputs("hi", &history);
+        let text = inputs["history"].as_str().expect("history");
+        assert!(text.chars().count() <= CHAT_HISTORY_CHARS);
+        assert!(
+            text.ends_with('x') && text.contains("user: 19x"),
+            "the newest is kept"
+        );
+        assert!(!text.contains("user: 0x"), "the oldest is dropped");
+        assert!(serde_json::to_vec(&inputs).map(|b| b.len()).unwrap_or(0) < MAX_INPUTS_BYTES);
+        let short = chat_inputs("hi", &[message("assistant", "hello".into())]);
+        assert_eq!(short["history"], "assistant: hello");
+        assert_eq!(
+            short["crew_chat_messages"],
+            r#"[{"content":"hello","role":"assistant"},{"content":"hi","role":"user"}]"#
+        );
+    }
 }
