@@ -20,9 +20,16 @@ const TOPIC_CAPACITY: usize = 1024;
 /// Rows read per notification.
 const READ_LIMIT: u32 = 1000;
 
+/// A stored event with its JSON envelope rendered once for every client that gets it.
+#[derive(Debug)]
+pub struct SharedEvent {
+    pub event: StoredEvent,
+    pub json: Arc<str>,
+}
+
 #[derive(Debug, Clone)]
 pub enum HubMessage {
-    Event(Arc<StoredEvent>),
+    Event(Arc<SharedEvent>),
     /// Notifications may have been missed: re-read from the database.
     Resync,
 }
@@ -186,7 +193,11 @@ impl EventHub {
                     continue;
                 }
                 topic.cursor = Some(row.seq);
-                let _ = topic.sender.send(HubMessage::Event(Arc::new(row)));
+                let json = crate::routes::executions::render_event(&row);
+                let _ = topic.sender.send(HubMessage::Event(Arc::new(SharedEvent {
+                    event: row,
+                    json,
+                })));
             }
         }
     }

@@ -48,6 +48,11 @@ CREATE INDEX executions_active_idx ON executions (user_id) WHERE status IN ('que
 CREATE INDEX executions_heartbeat_idx ON executions (heartbeat_at) WHERE status = 'running';
 CREATE INDEX executions_queued_task_idx ON executions (queue_task_id) WHERE status = 'queued';
 
+-- fang's claim query orders runnable tasks of a type by creation; without this index it
+-- sorts the whole queue on every claim.
+CREATE INDEX fang_tasks_runnable_idx ON fang_tasks (task_type, created_at, scheduled_at)
+    WHERE state IN ('new', 'retried');
+
 CREATE TABLE execution_events (
     execution_id uuid NOT NULL REFERENCES executions(id) ON DELETE CASCADE,
     seq bigint NOT NULL CHECK (seq >= 1),
@@ -70,6 +75,7 @@ ALTER TABLE messages ADD CONSTRAINT messages_execution_fk
             .get_connection()
             .execute_unprepared(
                 "ALTER TABLE messages DROP CONSTRAINT messages_execution_fk; \
+                 DROP INDEX fang_tasks_runnable_idx; \
                  DROP TABLE execution_events; DROP TABLE executions;",
             )
             .await?;

@@ -17,10 +17,13 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// integration tests of their own, which makes cargo build their binaries first.
 pub fn binary_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory");
+    let parent = exe.parent().expect("executable directory");
+    // Test executables live in `<profile>/deps/`, binaries (benchmarks) in `<profile>/`.
+    let dir = if parent.ends_with("deps") {
+        parent.parent().expect("profile directory")
+    } else {
+        parent
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),

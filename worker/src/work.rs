@@ -10,7 +10,6 @@ use crewgraph_core::config::Config;
 use crewgraph_core::crew::llm::HttpLlmConnector;
 use crewgraph_core::crew::tools::ToolRegistry;
 use crewgraph_core::executions::credentials::Fallback;
-use crewgraph_core::queue::Queue;
 use crewgraph_core::{db, shutdown};
 use secrecy::ExposeSecret as _;
 use tokio::sync::{Notify, Semaphore};
@@ -41,7 +40,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let database_url = config.database.url.expose_secret().to_string();
-    let queue = Queue::connect(&database_url, 4).await?;
     let running = Arc::new(Running::default());
     let (writer, writer_task) = EventWriter::start(db.clone(), running.clone());
     let concurrency = config.worker.concurrency;
@@ -81,7 +79,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(maintenance::reaper(context.clone(), stopping.clone())),
         tokio::spawn(maintenance::heartbeat(context.clone(), stopped.clone())),
     ];
-    let claims = tokio::spawn(claim_loop::run(context.clone(), queue, stopping.clone()));
+    let claims = tokio::spawn(claim_loop::run(context.clone(), stopping.clone()));
     tracing::info!(
         worker_id = %context.worker_id,
         concurrency,

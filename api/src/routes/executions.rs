@@ -209,6 +209,9 @@ pub struct EventBody {
     pub event_type: String,
     pub ts: DateTime<Utc>,
     pub data: Value,
+    /// This event's JSON, when it was rendered once for many clients.
+    #[oai(skip)]
+    pub rendered: Option<Arc<str>>,
 }
 
 impl From<&StoredEvent> for EventBody {
@@ -219,8 +222,15 @@ impl From<&StoredEvent> for EventBody {
             event_type: e.event_type.clone(),
             ts: e.created_at,
             data: e.data.clone(),
+            rendered: None,
         }
     }
+}
+
+/// The JSON envelope of an event, as the log endpoint and the stream send it.
+pub fn render_event(event: &StoredEvent) -> Arc<str> {
+    use poem_openapi::types::ToJSON as _;
+    Arc::from(EventBody::from(event).to_json_string())
 }
 
 impl Example for EventBody {
@@ -232,6 +242,7 @@ impl Example for EventBody {
             ts: example_time(),
             data: json!({"task_id": "greet", "name": "greet", "description": "Greet Ada using the hello_world tool.",
                          "agent_role": "Friendly Greeter", "context": ""}),
+            rendered: None,
         }
     }
 }
@@ -324,8 +335,11 @@ fn to_sse_event(item: EventBody) -> poem::web::sse::Event {
     use poem_openapi::types::ToJSON as _;
     let id = item.seq.to_string();
     let event_type = item.event_type.clone();
-    // The same JSON as the log endpoint's items.
-    let data = item.to_json_string();
+    // The same JSON as the log endpoint's items; live events come rendered once.
+    let data = match &item.rendered {
+        Some(json) => json.to_string(),
+        None => item.to_json_string(),
+    };
     poem::web::sse::Event::message(data)
         .id(id)
         .event_type(event_type)
@@ -383,15 +397,23 @@ pub fn follow(
                 };
                 match message {
                     Some(Ok(HubMessage::Event(event))) => {
-                        if event.seq <= last {
+                        if event.event.seq <= last {
                             continue;
                         }
-                        if event.seq != last + 1 {
+                        if event.event.seq != last + 1 {
                             continue 'catch_up;
                         }
-                        last = event.seq;
-                        let terminal = event.is_terminal();
-                        yield EventBody::from(event.as_ref());
+                        last = event.event.seq;
+                        let terminal = event.event.is_terminal();
+                        // Rendered once for all clients: no per-client copy of `data`.
+                        yield EventBody {
+                            execution_id: event.event.execution_id,
+                            seq: event.event.seq,
+                            event_type: event.event.event_type.clone(),
+                            ts: event.event.created_at,
+                            data: Value::Null,
+                            rendered: Some(event.json.clone()),
+                        };
                         if terminal {
                             return;
                         }

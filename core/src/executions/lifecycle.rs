@@ -14,7 +14,7 @@ use crate::crew::output::CrewOutput;
 use crate::crew::spec::CrewSpec;
 use crate::error::CoreResult;
 use crate::events::{self, EventBatch};
-use crate::queue::{self, ClaimedTask};
+use crate::queue;
 use crate::threads;
 
 /// A running execution as its worker sees it.
@@ -28,97 +28,98 @@ pub struct Started {
     pub inputs: Map<String, Value>,
 }
 
-pub enum StartOutcome {
-    Started(Box<Started>),
-    /// Finished or cancelled meanwhile: its queue task was removed.
-    Gone,
-    /// Another worker holds it (fang let two workers fetch one task).
-    TakenElsewhere,
-    /// Its stored spec cannot be read (written by an incompatible version): it failed.
-    Unreadable,
-}
-
 #[derive(FromQueryResult)]
-struct StartRow {
+struct ClaimRow {
+    id: Uuid,
+    task_id: Uuid,
     user_id: Uuid,
     attempt: i32,
     spec: Value,
     inputs: Value,
 }
 
-/// `queued → running` for this worker, counting an attempt.
-pub async fn start(
-    db: &DatabaseConnection,
-    claim: ClaimedTask,
-    worker_id: &str,
-) -> CoreResult<StartOutcome> {
-    let row = StartRow::find_by_statement(Statement::from_sql_and_values(
+/// Claims up to `limit` runnable executions in one statement: their fang tasks go
+/// `new → in_progress` (`FOR UPDATE SKIP LOCKED`, oldest first, as fang orders them) and
+/// their executions `queued → running` for this worker, atomically — fang's own
+/// `fetch_and_touch_task` selects and marks in two statements, so two workers can fetch
+/// one task, and it claims one task per round trip. Only tasks of queued executions are
+/// taken (the reaper removes tasks left behind by finished ones). Executions whose stored
+/// crew cannot be read fail.
+pub async fn claim(db: &DatabaseConnection, worker_id: &str, limit: u32) -> CoreResult<Vec<Started>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let rows = ClaimRow::find_by_statement(Statement::from_sql_and_values(
         db.get_database_backend(),
-        "UPDATE executions SET status = 'running', attempt = attempt + 1, worker_id = $2, \
-           heartbeat_at = now(), started_at = COALESCE(started_at, now()) \
-         WHERE id = $1 AND status = 'queued' RETURNING user_id, attempt, spec, inputs",
-        [claim.execution_id.into(), worker_id.into()],
+        r#"
+WITH task AS (
+    UPDATE fang_tasks f SET state = 'in_progress', updated_at = now()
+    WHERE f.id IN (
+        SELECT t.id FROM fang_tasks t
+        JOIN executions e ON e.id = CASE WHEN t.metadata->>'execution_id' ~ '^[0-9a-fA-F-]{36}$'
+                                         THEN (t.metadata->>'execution_id')::uuid END
+        WHERE t.task_type = $1 AND t.state IN ('new', 'retried') AND t.scheduled_at <= now()
+          AND e.status = 'queued'
+        ORDER BY t.created_at, t.scheduled_at
+        LIMIT $3 FOR UPDATE OF t SKIP LOCKED)
+    RETURNING f.id, (f.metadata->>'execution_id')::uuid AS execution_id
+), started AS (
+    UPDATE executions e SET status = 'running', attempt = e.attempt + 1, worker_id = $2,
+           heartbeat_at = now(), started_at = COALESCE(e.started_at, now())
+    FROM task WHERE e.id = task.execution_id AND e.status = 'queued'
+    RETURNING e.id, task.id AS task_id, e.user_id, e.attempt, e.spec, e.inputs
+)
+SELECT id, task_id, user_id, attempt, spec, inputs FROM started
+"#,
+        [queue::TASK_TYPE.into(), worker_id.into(), i64::from(limit).into()],
     ))
-    .one(db)
+    .all(db)
     .await?;
-    let Some(row) = row else {
-        let status = db
-            .query_one(Statement::from_sql_and_values(
-                db.get_database_backend(),
-                "SELECT status FROM executions WHERE id = $1",
-                [claim.execution_id.into()],
-            ))
-            .await?
-            .map(|r| r.try_get::<String>("", "status"))
-            .transpose()?;
-        return Ok(match status.as_deref() {
-            // Another worker holds it, or it went back to the queue meanwhile (its task
-            // will be claimed again): leave the task alone.
-            Some("running" | "queued") => StartOutcome::TakenElsewhere,
-            _ => {
-                queue::remove(db, &[claim.task_id]).await?;
-                StartOutcome::Gone
-            }
-        });
-    };
-    let spec = serde_json::from_value::<CrewSpec>(row.spec);
-    let inputs = match row.inputs {
-        Value::Object(map) => Ok(map),
-        _ => Err(()),
-    };
-    match (spec, inputs) {
-        (Ok(spec), Ok(inputs)) => Ok(StartOutcome::Started(Box::new(Started {
-            execution_id: claim.execution_id,
-            task_id: claim.task_id,
-            owner: row.user_id,
-            attempt: row.attempt,
-            spec,
-            inputs,
-        }))),
-        _ => {
-            let txn = db.begin().await?;
-            let message = "the stored crew cannot be read by this worker version";
-            finish(
-                &txn,
-                &Finish {
-                    execution_id: claim.execution_id,
-                    attempt: row.attempt,
-                    task_id: claim.task_id,
-                    outcome: Outcome::Failed {
-                        code: "unreadable_execution".into(),
-                        message: message.into(),
-                    },
-                },
-                Some(RuntimeEvent::ExecutionFailed {
-                    code: "unreadable_execution".into(),
-                    error: message.into(),
-                }),
-            )
-            .await?;
-            txn.commit().await?;
-            Ok(StartOutcome::Unreadable)
+    let mut started = Vec::with_capacity(rows.len());
+    for row in rows {
+        let spec = serde_json::from_value::<CrewSpec>(row.spec);
+        match (spec, row.inputs) {
+            (Ok(spec), Value::Object(inputs)) => started.push(Started {
+                execution_id: row.id,
+                task_id: row.task_id,
+                owner: row.user_id,
+                attempt: row.attempt,
+                spec,
+                inputs,
+            }),
+            _ => fail_unreadable(db, row.id, row.attempt, row.task_id).await?,
         }
     }
+    Ok(started)
+}
+
+async fn fail_unreadable(
+    db: &DatabaseConnection,
+    execution_id: Uuid,
+    attempt: i32,
+    task_id: Uuid,
+) -> CoreResult<()> {
+    let txn = db.begin().await?;
+    let message = "the stored crew cannot be read by this worker version";
+    finish(
+        &txn,
+        &Finish {
+            execution_id,
+            attempt,
+            task_id,
+            outcome: Outcome::Failed {
+                code: "unreadable_execution".into(),
+                message: message.into(),
+            },
+        },
+        Some(RuntimeEvent::ExecutionFailed {
+            code: "unreadable_execution".into(),
+            error: message.into(),
+        }),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
 }
 
 /// What the heartbeat learned about this worker's executions.
@@ -414,6 +415,18 @@ pub async fn reap(
              WHERE e.queue_task_id = f.id AND e.status = 'queued' AND f.state = 'in_progress' \
                AND f.updated_at < now() - make_interval(secs => $1)",
             [lost_after.as_secs_f64().into()],
+        ))
+        .await?
+        .rows_affected();
+    // Tasks whose execution is finished or gone (normally removed with it).
+    reaped.stuck_tasks_released += txn
+        .execute(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            "DELETE FROM fang_tasks f WHERE f.task_type = $1 \
+               AND f.updated_at < now() - make_interval(secs => $2) \
+               AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.queue_task_id = f.id \
+                               AND e.status IN ('queued', 'running'))",
+            [queue::TASK_TYPE.into(), lost_after.as_secs_f64().into()],
         ))
         .await?
         .rows_affected();

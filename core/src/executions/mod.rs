@@ -252,8 +252,10 @@ async fn kickoff_in(
     let active = txn
         .query_one(Statement::from_sql_and_values(
             txn.get_database_backend(),
-            "SELECT count(*) AS active FROM executions WHERE user_id = $1 AND status IN ('queued', 'running')",
-            [principal.user_id.into()],
+            // Counting stops at the limit: the cost stays bounded however many are queued.
+            "SELECT count(*) AS active FROM (SELECT 1 FROM executions \
+               WHERE user_id = $1 AND status IN ('queued', 'running') LIMIT $2) AS active",
+            [principal.user_id.into(), max_active.into()],
         ))
         .await?
         .map(|row| row.try_get::<i64>("", "active"))
