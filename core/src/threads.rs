@@ -278,15 +278,10 @@ pub async fn record_run_failure<C: ConnectionTrait>(
     record_run_message(db, execution_id, MessageRole::System, text).await
 }
 
-async fn record_run_message<C: ConnectionTrait>(
-    db: &C,
-    execution_id: Uuid,
-    role: MessageRole,
-    content: &str,
-) -> CoreResult<()> {
-    // Answers can be long; a thread keeps what fits a message (and no U+0000, which
-    // PostgreSQL cannot store).
-    let content: String = if content.trim().is_empty() {
+/// What a run's message in a thread says: answers can be long, and a thread keeps what
+/// fits a message (and no U+0000, which PostgreSQL cannot store).
+pub fn run_message_content(content: &str) -> String {
+    if content.trim().is_empty() {
         "(the crew gave an empty answer)".into()
     } else {
         content
@@ -294,7 +289,16 @@ async fn record_run_message<C: ConnectionTrait>(
             .filter(|c| *c != '\0')
             .take(MAX_MESSAGE_CHARS)
             .collect()
-    };
+    }
+}
+
+async fn record_run_message<C: ConnectionTrait>(
+    db: &C,
+    execution_id: Uuid,
+    role: MessageRole,
+    content: &str,
+) -> CoreResult<()> {
+    let content = run_message_content(content);
     db.execute(Statement::from_sql_and_values(
         db.get_database_backend(),
         "WITH thread AS ( \

@@ -350,12 +350,20 @@ async fn write<'a>(
         .into_iter()
         .map(|a| a.execution_id)
         .collect();
-    let mut recorded = Vec::new();
+    let completions: Vec<&Completion> = completions.collect();
+    // Every run that ended: recorded together.
+    let finishes: Vec<(&Finish, Option<RuntimeEvent>)> = completions
+        .iter()
+        .filter_map(|c| match c {
+            Completion::Finish(finish, terminal) => Some((finish.as_ref(), terminal.clone())),
+            Completion::HandBack { .. } => None,
+        })
+        .collect();
+    let mut finished = lifecycle::finish_many(&txn, &finishes).await?.into_iter();
+    let mut recorded = Vec::with_capacity(completions.len());
     for completion in completions {
         recorded.push(match completion {
-            Completion::Finish(finish, terminal) => {
-                lifecycle::finish(&txn, finish, terminal.clone()).await?
-            }
+            Completion::Finish(..) => finished.next().unwrap_or(false),
             Completion::HandBack {
                 execution_id,
                 attempt,

@@ -15,7 +15,7 @@ use crate::crew::spec::CrewSpec;
 use crate::error::CoreResult;
 use crate::events::{self, EventBatch};
 use crate::queue;
-use crate::threads;
+use crate::threads::{self, MessageRole};
 
 /// A running execution as its worker sees it.
 #[derive(Debug, Clone)]
@@ -197,77 +197,127 @@ pub async fn finish<C: ConnectionTrait>(
     finish: &Finish,
     terminal: Option<RuntimeEvent>,
 ) -> CoreResult<bool> {
-    let (status, result, error) = match &finish.outcome {
-        Outcome::Succeeded(output) => (
-            "succeeded",
-            Some(events::without_nul(
-                serde_json::to_value(output.as_ref()).map_err(anyhow::Error::from)?,
-            )),
-            None,
-        ),
-        Outcome::Failed { code, message } => (
-            "failed",
-            None,
-            Some(events::without_nul(
-                json!({"code": code, "message": message}),
-            )),
-        ),
-        Outcome::Cancelled { reason } => (
-            "cancelled",
-            None,
-            Some(events::without_nul(
-                json!({"code": "cancelled", "message": reason}),
-            )),
-        ),
-    };
-    let updated = db
-        .execute(Statement::from_sql_and_values(
+    Ok(finish_many(db, &[(finish, terminal)])
+        .await?
+        .first()
+        .copied()
+        .unwrap_or(false))
+}
+
+#[derive(serde::Serialize)]
+struct FinishRow {
+    id: Uuid,
+    attempt: i32,
+    task_id: Uuid,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+    /// The chat message a run leaves in its thread (used when it has one).
+    message_id: Uuid,
+    message_role: &'static str,
+    message: String,
+}
+
+/// [`finish`] for many runs at once: two statements whatever their number (the worker's
+/// writer records every run that ended since its last write together). Returns, per run,
+/// whether it was recorded.
+pub async fn finish_many<C: ConnectionTrait>(
+    db: &C,
+    finishes: &[(&Finish, Option<RuntimeEvent>)],
+) -> CoreResult<Vec<bool>> {
+    if finishes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut rows = Vec::with_capacity(finishes.len());
+    for (finish, _) in finishes {
+        let (status, result, error, role, message) = match &finish.outcome {
+            Outcome::Succeeded(output) => (
+                "succeeded",
+                Some(events::without_nul(
+                    serde_json::to_value(output.as_ref()).map_err(anyhow::Error::from)?,
+                )),
+                None,
+                MessageRole::Assistant,
+                output.raw.clone(),
+            ),
+            Outcome::Failed { code, message } => (
+                "failed",
+                None,
+                Some(events::without_nul(json!({"code": code, "message": message}))),
+                MessageRole::System,
+                format!("The run failed: {message}"),
+            ),
+            Outcome::Cancelled { reason } => (
+                "cancelled",
+                None,
+                Some(events::without_nul(json!({"code": "cancelled", "message": reason}))),
+                MessageRole::System,
+                "The run was cancelled.".to_string(),
+            ),
+        };
+        rows.push(FinishRow {
+            id: finish.execution_id,
+            attempt: finish.attempt,
+            task_id: finish.task_id,
+            status,
+            result,
+            error,
+            message_id: Uuid::now_v7(),
+            message_role: role.as_str(),
+            message: threads::run_message_content(&message),
+        });
+    }
+    let input = serde_json::to_value(&rows).map_err(anyhow::Error::from)?;
+    let done: Vec<Uuid> = db
+        .query_all(Statement::from_sql_and_values(
             db.get_database_backend(),
-            "UPDATE executions SET status = $3, result = $4, error = $5, finished_at = now(), \
-               heartbeat_at = NULL \
-             WHERE id = $1 AND attempt = $2 AND status = 'running'",
-            [
-                finish.execution_id.into(),
-                finish.attempt.into(),
-                status.into(),
-                result.into(),
-                error.into(),
-            ],
+            r#"
+WITH input AS (
+    SELECT (x->>'id')::uuid AS id, (x->>'attempt')::integer AS attempt,
+           (x->>'task_id')::uuid AS task_id, x->>'status' AS status,
+           x->'result' AS result, x->'error' AS error, (x->>'message_id')::uuid AS message_id,
+           x->>'message_role' AS message_role, x->>'message' AS message
+    FROM jsonb_array_elements($1::jsonb) AS x
+), done AS (
+    UPDATE executions e SET status = i.status, result = i.result, error = i.error,
+           finished_at = now(), heartbeat_at = NULL
+    FROM input i WHERE e.id = i.id AND e.attempt = i.attempt AND e.status = 'running'
+    RETURNING e.id, e.thread_id, i.task_id, i.message_id, i.message_role, i.message
+), removed AS (
+    DELETE FROM fang_tasks f USING done WHERE f.id = done.task_id
+), touched AS (
+    UPDATE threads t SET updated_at = now() FROM done WHERE t.id = done.thread_id
+), answered AS (
+    INSERT INTO messages (id, thread_id, role, content, execution_id)
+    SELECT d.message_id, d.thread_id, d.message_role, d.message, d.id
+    FROM done d JOIN threads t ON t.id = d.thread_id
+)
+SELECT id FROM done
+"#,
+            [input.into()],
         ))
         .await?
-        .rows_affected();
-    if updated == 0 {
-        return Ok(false);
-    }
-    queue::remove(db, &[finish.task_id]).await?;
-    match &finish.outcome {
-        Outcome::Succeeded(output) => {
-            threads::record_run_answer(db, finish.execution_id, &output.raw).await?
-        }
-        Outcome::Failed { message, .. } => {
-            threads::record_run_failure(
-                db,
-                finish.execution_id,
-                &format!("The run failed: {message}"),
-            )
-            .await?
-        }
-        Outcome::Cancelled { .. } => {
-            threads::record_run_failure(db, finish.execution_id, "The run was cancelled.").await?
-        }
-    }
-    if let Some(event) = terminal {
-        events::append(
-            db,
-            &[EventBatch {
+        .into_iter()
+        .map(|row| row.try_get::<Uuid>("", "id"))
+        .collect::<Result<_, _>>()?;
+    let terminal: Vec<EventBatch> = finishes
+        .iter()
+        .filter(|(finish, _)| done.contains(&finish.execution_id))
+        .filter_map(|(finish, event)| {
+            event.clone().map(|event| EventBatch {
                 execution_id: finish.execution_id,
                 attempt: None,
                 events: vec![event],
-            }],
-        )
-        .await?;
-    }
-    Ok(true)
+            })
+        })
+        .collect();
+    events::append(db, &terminal).await?;
+    Ok(finishes
+        .iter()
+        .map(|(finish, _)| done.contains(&finish.execution_id))
+        .collect())
 }
 
 /// Ends a run that was asked to stop but whose worker can no longer do it (lost, or
