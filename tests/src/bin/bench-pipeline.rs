@@ -48,7 +48,7 @@ async fn main() {
         throughput(5_000).await;
     }
     if run("concurrency") {
-        concurrency(3_000).await;
+        concurrency(8_000).await;
     }
 }
 
