@@ -45,7 +45,11 @@ struct ClaimRow {
 /// one task, and it claims one task per round trip. Only tasks of queued executions are
 /// taken (the reaper removes tasks left behind by finished ones). Executions whose stored
 /// crew cannot be read fail.
-pub async fn claim(db: &DatabaseConnection, worker_id: &str, limit: u32) -> CoreResult<Vec<Started>> {
+pub async fn claim(
+    db: &DatabaseConnection,
+    worker_id: &str,
+    limit: u32,
+) -> CoreResult<Vec<Started>> {
     if limit == 0 {
         return Ok(Vec::new());
     }
@@ -71,7 +75,11 @@ WITH task AS (
 )
 SELECT id, task_id, user_id, attempt, spec, inputs FROM started
 "#,
-        [queue::TASK_TYPE.into(), worker_id.into(), i64::from(limit).into()],
+        [
+            queue::TASK_TYPE.into(),
+            worker_id.into(),
+            i64::from(limit).into(),
+        ],
     ))
     .all(db)
     .await?;
@@ -245,14 +253,18 @@ pub async fn finish_many<C: ConnectionTrait>(
             Outcome::Failed { code, message } => (
                 "failed",
                 None,
-                Some(events::without_nul(json!({"code": code, "message": message}))),
+                Some(events::without_nul(
+                    json!({"code": code, "message": message}),
+                )),
                 MessageRole::System,
                 format!("The run failed: {message}"),
             ),
             Outcome::Cancelled { reason } => (
                 "cancelled",
                 None,
-                Some(events::without_nul(json!({"code": "cancelled", "message": reason}))),
+                Some(events::without_nul(
+                    json!({"code": "cancelled", "message": reason}),
+                )),
                 MessageRole::System,
                 "The run was cancelled.".to_string(),
             ),
