@@ -476,3 +476,97 @@ async fn hostile_model_output_and_endpoints_cannot_break_the_worker_or_steal_key
         Some("sk-operator-secret-key-0123456789")
     );
 }
+
+#[tokio::test]
+async fn runs_use_the_owners_stored_provider_key_decrypted_by_the_worker() {
+    let db = database().await;
+    let fallback = ScriptedLlm::start(Script::default()).await;
+    let provider = ScriptedLlm::start(Script::default()).await;
+    let api = api(&db).await;
+    let worker = spawn_worker(&db.url, &fallback.openai_base_url(), &[]).await;
+    let token = signed_up(&api, "keyholder@example.com").await;
+    // The newest openai key is used by default; an llm node can name another one.
+    for (name, secret) in [
+        ("older", "sk-user-older-key-0000000000"),
+        ("newer", "sk-user-newer-key-1111111111"),
+    ] {
+        let stored = post(
+            &api,
+            "/api/v1/api-keys",
+            Some(&token),
+            json!({"name": name, "provider": "openai", "secret": secret,
+                   "base_url": provider.openai_base_url()}),
+        )
+        .await;
+        assert_eq!(stored.status(), 201);
+    }
+    let keys = body(get(&api, "/api/v1/api-keys", &token).await).await;
+    let older_id = keys["items"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["name"] == "older")
+        .and_then(|k| k["id"].as_str())
+        .expect("older key id")
+        .to_string();
+
+    let graph = create_graph(&api, &token, one_task_graph()).await;
+    let first = kickoff(&api, &token, &graph, json!({"question": "one"})).await;
+    let done = wait_for_status(
+        &api,
+        &token,
+        first["id"].as_str().expect("id"),
+        None,
+        RUN_TIMEOUT,
+    )
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let mut named = one_task_graph();
+    named["nodes"][0]["data"]
+        .as_object_mut()
+        .expect("data")
+        .remove("llm");
+    named["nodes"].as_array_mut().expect("nodes").push(json!({
+        "id": "m", "type": "llm", "data": {"model": "openai/gpt-4o-mini", "api_key_id": older_id}
+    }));
+    named["edges"]
+        .as_array_mut()
+        .expect("edges")
+        .push(json!({"id": "e-m", "source": "m", "target": "a"}));
+    let named_graph = create_graph(&api, &token, named).await;
+    let second = kickoff(&api, &token, &named_graph, json!({"question": "two"})).await;
+    let done = wait_for_status(
+        &api,
+        &token,
+        second["id"].as_str().expect("id"),
+        None,
+        RUN_TIMEOUT,
+    )
+    .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    let keys_used: Vec<Option<String>> = provider
+        .requests()
+        .iter()
+        .map(|r| r.api_key.clone())
+        .collect();
+    assert_eq!(
+        keys_used,
+        [
+            Some("sk-user-newer-key-1111111111".to_string()),
+            Some("sk-user-older-key-0000000000".to_string())
+        ]
+    );
+    assert!(
+        fallback.requests().is_empty(),
+        "a stored key wins over the fallback"
+    );
+    // The plaintext key is in no event.
+    for run in [&first, &second] {
+        let log = event_log(&api, &token, run["id"].as_str().expect("id")).await;
+        let text = serde_json::to_string(&log).expect("log");
+        assert!(!text.contains("sk-user-"), "a key leaked into the events");
+    }
+    let logs = worker.logs().join("\n") + &api.logs().join("\n");
+    assert!(!logs.contains("sk-user-"), "a key leaked into the logs");
+}
