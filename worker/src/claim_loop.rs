@@ -36,10 +36,9 @@ pub async fn run(context: Arc<WorkerContext>, stopping: CancellationToken) {
             }
         }
         let limit = u32::try_from(permits.len()).unwrap_or(1);
-        let claimed = tokio::select! {
-            claimed = lifecycle::claim(&context.db, &context.worker_id, limit) => claimed,
-            () = stopping.cancelled() => return,
-        };
+        // Not raced with `stopping`: a claim that commits must be run (or handed back by
+        // the shutdown), never dropped half-way.
+        let claimed = lifecycle::claim(&context.db, &context.worker_id, limit).await;
         match claimed {
             Ok(started) if !started.is_empty() => {
                 for run in started {

@@ -16,7 +16,7 @@ use crewgraph_core::crew::events::{EventSink, RuntimeEvent};
 use crewgraph_core::error::{CoreError, CoreResult};
 use crewgraph_core::events::{self, EventBatch};
 use crewgraph_core::executions::lifecycle::{self, Finish};
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -108,8 +108,8 @@ async fn write_loop(
         }
         let (batches, completions) = gather(messages, &running);
         let outcome = write_with_retries(&db, &batches, &completions).await;
-        let (written, recorded) = match outcome {
-            Ok(results) => results,
+        let (written, recorded, dropped) = match outcome {
+            Ok((written, recorded)) => (written, recorded, Vec::new()),
             // Something in this batch cannot be stored: write each execution on its own,
             // so one bad run cannot stop the others.
             Err(error) => {
@@ -118,8 +118,11 @@ async fn write_loop(
             }
         };
         for batch in &batches {
+            // Events that could not be stored are gone, but their run goes on (and its end
+            // is recorded); only a fenced-off run has lost its claim.
             if let Some(attempt) = batch.attempt
                 && !written.contains(&batch.execution_id)
+                && !dropped.contains(&batch.execution_id)
             {
                 tracing::warn!(execution_id = %batch.execution_id, attempt, "claim lost: stopping the run without writing");
                 running.stop_attempt(batch.execution_id, attempt, StopReason::Lost);
@@ -205,13 +208,17 @@ fn is_connection_error(error: &CoreError) -> bool {
         CoreError::Database(DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) => true,
         CoreError::Database(
             DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)),
-        ) => matches!(
-            e,
+        ) => match e {
             sqlx::Error::Io(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Protocol(_)
-        ),
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Protocol(_) => true,
+            // Connection exceptions (08) and a session ended by an operator or a restart (57).
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+            _ => false,
+        },
         _ => false,
     }
 }
@@ -223,8 +230,9 @@ async fn write_one_by_one(
     db: &DatabaseConnection,
     batches: &[EventBatch],
     completions: &Completions,
-) -> (Vec<Uuid>, Vec<bool>) {
+) -> (Vec<Uuid>, Vec<bool>, Vec<Uuid>) {
     let mut written = Vec::new();
+    let mut dropped = Vec::new();
     let mut recorded = vec![false; completions.len()];
     let mut ids: Vec<Uuid> = batches.iter().map(|b| b.execution_id).collect();
     for (completion, _) in completions {
@@ -245,7 +253,8 @@ async fn write_one_by_one(
             .filter(|(_, (c, _))| completion_execution(c) == id)
             .map(|(i, _)| i)
             .collect();
-        match write(db, &own_batches, own.iter().map(|&i| &completions[i].0)).await {
+        let own_completions: Vec<&Completion> = own.iter().map(|&i| &completions[i].0).collect();
+        match write_retrying_connection(db, &own_batches, &own_completions).await {
             Ok((ok, results)) => {
                 written.extend(ok);
                 for (slot, result) in own.into_iter().zip(results) {
@@ -257,15 +266,16 @@ async fn write_one_by_one(
                 tracing::error!(execution_id = %id, code = ?sqlstate(&error), "storing this run's events and end failed");
             }
         }
-        match write(db, &own_batches, std::iter::empty()).await {
+        match write_retrying_connection(db, &own_batches, &[]).await {
             Ok((ok, _)) => written.extend(ok),
             Err(error) => {
+                dropped.push(id);
                 tracing::error!(execution_id = %id, code = ?sqlstate(&error), "this run's events cannot be stored; dropped");
             }
         }
         for slot in own {
             let failure = as_failure(&completions[slot].0);
-            match write(db, &[], std::iter::once(&failure)).await {
+            match write_retrying_connection(db, &[], &[&failure]).await {
                 Ok((_, results)) => recorded[slot] = results.first().copied().unwrap_or(false),
                 Err(error) => {
                     tracing::error!(execution_id = %id, code = ?sqlstate(&error), "this run's end cannot be recorded");
@@ -273,7 +283,25 @@ async fn write_one_by_one(
             }
         }
     }
-    (written, recorded)
+    (written, recorded, dropped)
+}
+
+/// One write, retried while the database is unreachable.
+async fn write_retrying_connection(
+    db: &DatabaseConnection,
+    batches: &[EventBatch],
+    completions: &[&Completion],
+) -> CoreResult<(Vec<Uuid>, Vec<bool>)> {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match write(db, batches, completions.iter().copied()).await {
+            Err(error) if is_connection_error(&error) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// A run's end recorded as a failure to store it.
@@ -344,13 +372,29 @@ async fn write<'a>(
     batches: &[EventBatch],
     completions: impl Iterator<Item = &'a Completion>,
 ) -> CoreResult<(Vec<Uuid>, Vec<bool>)> {
+    let completions: Vec<&Completion> = completions.collect();
     let txn = db.begin().await?;
+    // Every execution this transaction touches, locked first and in id order (as the
+    // heartbeat and the API lock them): the statements below cannot deadlock with them.
+    let mut ids: Vec<String> = batches
+        .iter()
+        .map(|b| b.execution_id)
+        .chain(completions.iter().map(|c| completion_execution(c)))
+        .map(|id| id.to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    txn.execute(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        "SELECT id FROM executions WHERE id = ANY(string_to_array($1, ',')::uuid[]) ORDER BY id FOR UPDATE",
+        [ids.join(",").into()],
+    ))
+    .await?;
     let written: Vec<Uuid> = events::append(&txn, batches)
         .await?
         .into_iter()
         .map(|a| a.execution_id)
         .collect();
-    let completions: Vec<&Completion> = completions.collect();
     // Every run that ended: recorded together.
     let finishes: Vec<(&Finish, Option<RuntimeEvent>)> = completions
         .iter()

@@ -7,6 +7,7 @@ use crewgraph_core::crew::events::RuntimeEvent;
 use crewgraph_core::crew::{RunDeps, RunError, run_crew};
 use crewgraph_core::executions::credentials::OwnerCredentials;
 use crewgraph_core::executions::lifecycle::{Finish, Outcome, Started};
+use futures::FutureExt as _;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument as _;
 
@@ -51,11 +52,19 @@ async fn execute(context: &WorkerContext, started: Started) {
         connector: Arc::new(context.connector.with_credentials(Arc::new(credentials))),
         tools: context.tools.clone(),
     };
-    let result = tokio::time::timeout(
-        context.execution_timeout,
-        run_crew(&spec, &inputs, deps, &sink, token),
-    )
-    .await;
+    // A panic inside the run (a bug in a tool, say) fails this execution, not the worker,
+    // and never leaves it `running`.
+    let run = std::panic::AssertUnwindSafe(run_crew(&spec, &inputs, deps, &sink, token))
+        .catch_unwind()
+        .map(|outcome| {
+            outcome.unwrap_or_else(|_| {
+                tracing::error!("the run panicked");
+                Err(RunError::TaskFailed(
+                    "the run stopped unexpectedly (internal error)".into(),
+                ))
+            })
+        });
+    let result = tokio::time::timeout(context.execution_timeout, run).await;
     let stop_reason = context.running.reason(execution_id, attempt);
     // The runtime's own terminal event (succeeded/failed), held back by the sink.
     let emitted_terminal = sink.take_terminal();
@@ -71,10 +80,14 @@ async fn execute(context: &WorkerContext, started: Started) {
         )
     };
     let completion = match result {
-        Ok(Ok(output)) => Some(finish(
-            Outcome::Succeeded(Box::new(output)),
-            emitted_terminal,
-        )),
+        Ok(Ok(output)) => {
+            let terminal = emitted_terminal.or_else(|| {
+                Some(RuntimeEvent::ExecutionSucceeded {
+                    output: output.clone(),
+                })
+            });
+            Some(finish(Outcome::Succeeded(Box::new(output)), terminal))
+        }
         Ok(Err(RunError::Cancelled)) => match stop_reason {
             Some(StopReason::Shutdown) => Some(Completion::HandBack {
                 execution_id,
@@ -92,13 +105,22 @@ async fn execute(context: &WorkerContext, started: Started) {
                 ))
             }
         },
-        Ok(Err(error)) => Some(finish(
-            Outcome::Failed {
-                code: error.code().to_string(),
-                message: error.to_string(),
-            },
-            emitted_terminal,
-        )),
+        Ok(Err(error)) => {
+            // Every end has its terminal event, even when the runtime could not emit one.
+            let terminal = emitted_terminal.or_else(|| {
+                Some(RuntimeEvent::ExecutionFailed {
+                    code: error.code().to_string(),
+                    error: error.to_string(),
+                })
+            });
+            Some(finish(
+                Outcome::Failed {
+                    code: error.code().to_string(),
+                    message: error.to_string(),
+                },
+                terminal,
+            ))
+        }
         Err(_) => {
             let message = format!(
                 "the execution ran longer than its limit of {} s",

@@ -19,15 +19,25 @@ pub async fn heartbeat(context: Arc<WorkerContext>, stopped: CancellationToken) 
             () = stopped.cancelled() => return,
         }
         let running = context.running.snapshot();
-        let beat = if running.is_empty() {
-            context
-                .db
-                .ping()
-                .await
-                .map(|()| lifecycle::Pulse::default())
-                .map_err(crewgraph_core::error::CoreError::from)
-        } else {
-            lifecycle::heartbeat(&context.db, &context.worker_id, &running).await
+        let beat = async {
+            if running.is_empty() {
+                context
+                    .db
+                    .ping()
+                    .await
+                    .map(|()| lifecycle::Pulse::default())
+                    .map_err(crewgraph_core::error::CoreError::from)
+            } else {
+                lifecycle::heartbeat(&context.db, &context.worker_id, &running).await
+            }
+        };
+        // A connection that hangs (a black-holed network) counts as a failure too.
+        let beat = match tokio::time::timeout(interval, beat).await {
+            Ok(beat) => beat,
+            Err(_) => Err(crewgraph_core::error::CoreError::Internal(anyhow::anyhow!(
+                "the heartbeat got no answer in {} ms",
+                interval.as_millis()
+            ))),
         };
         let now = Instant::now();
         match beat {

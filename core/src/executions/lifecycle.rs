@@ -56,16 +56,19 @@ pub async fn claim(
     let rows = ClaimRow::find_by_statement(Statement::from_sql_and_values(
         db.get_database_backend(),
         r#"
-WITH task AS (
+WITH picked AS MATERIALIZED (
+    -- Task and execution locked together (a cancel holding the execution is skipped,
+    -- not waited for: no lock-order deadlock with it).
+    SELECT t.id FROM fang_tasks t
+    JOIN executions e ON e.id = CASE WHEN t.metadata->>'execution_id' ~ '^[0-9a-fA-F-]{36}$'
+                                     THEN (t.metadata->>'execution_id')::uuid END
+    WHERE t.task_type = $1 AND t.state IN ('new', 'retried') AND t.scheduled_at <= now()
+      AND e.status = 'queued'
+    ORDER BY t.created_at, t.scheduled_at
+    LIMIT $3 FOR UPDATE OF t, e SKIP LOCKED
+), task AS (
     UPDATE fang_tasks f SET state = 'in_progress', updated_at = now()
-    WHERE f.id IN (
-        SELECT t.id FROM fang_tasks t
-        JOIN executions e ON e.id = CASE WHEN t.metadata->>'execution_id' ~ '^[0-9a-fA-F-]{36}$'
-                                         THEN (t.metadata->>'execution_id')::uuid END
-        WHERE t.task_type = $1 AND t.state IN ('new', 'retried') AND t.scheduled_at <= now()
-          AND e.status = 'queued'
-        ORDER BY t.created_at, t.scheduled_at
-        LIMIT $3 FOR UPDATE OF t SKIP LOCKED)
+    FROM picked WHERE f.id = picked.id
     RETURNING f.id, (f.metadata->>'execution_id')::uuid AS execution_id
 ), started AS (
     UPDATE executions e SET status = 'running', attempt = e.attempt + 1, worker_id = $2,
@@ -95,7 +98,12 @@ SELECT id, task_id, user_id, attempt, spec, inputs FROM started
                 spec,
                 inputs,
             }),
-            _ => fail_unreadable(db, row.id, row.attempt, row.task_id).await?,
+            _ => {
+                // The rest of the batch still runs whatever happens to this one.
+                if let Err(error) = fail_unreadable(db, row.id, row.attempt, row.task_id).await {
+                    tracing::warn!(execution_id = %row.id, %error, "recording an unreadable execution failed");
+                }
+            }
         }
     }
     Ok(started)
@@ -155,11 +163,13 @@ pub async fn heartbeat(
     let rows = db
         .query_all(Statement::from_sql_and_values(
             db.get_database_backend(),
+            // Rows locked in id order, as every other writer of executions does.
             "WITH mine AS (SELECT (x->>'id')::uuid AS id, (x->>'attempt')::integer AS attempt \
-                           FROM jsonb_array_elements($2::jsonb) x) \
-             UPDATE executions e SET heartbeat_at = now() FROM mine \
-             WHERE e.id = mine.id AND e.attempt = mine.attempt AND e.worker_id = $1 \
-               AND e.status = 'running' \
+                           FROM jsonb_array_elements($2::jsonb) x), \
+             locked AS (SELECT e.id FROM executions e JOIN mine ON mine.id = e.id \
+                        WHERE e.attempt = mine.attempt AND e.worker_id = $1 AND e.status = 'running' \
+                        ORDER BY e.id FOR UPDATE OF e) \
+             UPDATE executions e SET heartbeat_at = now() FROM locked WHERE e.id = locked.id \
              RETURNING e.id, e.cancel_requested_at IS NOT NULL AS cancel",
             [worker_id.into(), Value::Array(input).into()],
         ))
@@ -282,7 +292,7 @@ pub async fn finish_many<C: ConnectionTrait>(
         });
     }
     let input = serde_json::to_value(&rows).map_err(anyhow::Error::from)?;
-    let done: Vec<Uuid> = db
+    let done: Vec<(Uuid, i32)> = db
         .query_all(Statement::from_sql_and_values(
             db.get_database_backend(),
             r#"
@@ -296,7 +306,7 @@ WITH input AS (
     UPDATE executions e SET status = i.status, result = i.result, error = i.error,
            finished_at = now(), heartbeat_at = NULL
     FROM input i WHERE e.id = i.id AND e.attempt = i.attempt AND e.status = 'running'
-    RETURNING e.id, e.thread_id, i.task_id, i.message_id, i.message_role, i.message
+    RETURNING e.id, e.attempt, e.thread_id, i.task_id, i.message_id, i.message_role, i.message
 ), removed AS (
     DELETE FROM fang_tasks f USING done WHERE f.id = done.task_id
 ), touched AS (
@@ -306,17 +316,23 @@ WITH input AS (
     SELECT d.message_id, d.thread_id, d.message_role, d.message, d.id
     FROM done d JOIN threads t ON t.id = d.thread_id
 )
-SELECT id FROM done
+SELECT id, attempt FROM done
 "#,
             [input.into()],
         ))
         .await?
         .into_iter()
-        .map(|row| row.try_get::<Uuid>("", "id"))
-        .collect::<Result<_, _>>()?;
+        .map(|row| {
+            Ok((
+                row.try_get::<Uuid>("", "id")?,
+                row.try_get::<i32>("", "attempt")?,
+            ))
+        })
+        .collect::<Result<_, sea_orm::DbErr>>()?;
+    let recorded = |finish: &Finish| done.contains(&(finish.execution_id, finish.attempt));
     let terminal: Vec<EventBatch> = finishes
         .iter()
-        .filter(|(finish, _)| done.contains(&finish.execution_id))
+        .filter(|(finish, _)| recorded(finish))
         .filter_map(|(finish, event)| {
             event.clone().map(|event| EventBatch {
                 execution_id: finish.execution_id,
@@ -328,7 +344,7 @@ SELECT id FROM done
     events::append(db, &terminal).await?;
     Ok(finishes
         .iter()
-        .map(|(finish, _)| done.contains(&finish.execution_id))
+        .map(|(finish, _)| recorded(finish))
         .collect())
 }
 
