@@ -365,3 +365,25 @@ async fn wait_for_messages(
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+#[tokio::test]
+async fn an_idle_stream_gets_a_keep_alive_comment_every_15_seconds() {
+    let db = database().await;
+    let api = api(&db).await;
+    let token = signed_up(&api, "idle@example.com").await;
+    let graph = create_graph(&api, &token, one_task_graph()).await;
+    // No worker: the execution stays queued and the stream stays quiet.
+    let execution = kickoff(&api, &token, &graph, json!({"question": "q"})).await;
+    let id = execution["id"].as_str().expect("id");
+    let mut stream = open_stream(&api, &token, id, None).await;
+    let replayed = stream.next_event().await.expect("the queued event");
+    assert_eq!(replayed.event.as_deref(), Some("execution.queued"));
+    let started = Instant::now();
+    let quiet = tokio::time::timeout(Duration::from_secs(17), stream.next_event()).await;
+    assert!(quiet.is_err(), "no event should arrive: {quiet:?}");
+    assert!(
+        stream.comments >= 1,
+        "no keep-alive comment in {:?}",
+        started.elapsed()
+    );
+}
