@@ -69,25 +69,31 @@ pub fn execution_of(metadata: &serde_json::Value) -> Option<Uuid> {
         .and_then(|id| Uuid::parse_str(id).ok())
 }
 
-/// Inserts the execution's fang task in the caller's transaction and wakes workers (the
-/// notification is delivered on commit). Returns the task id.
-pub async fn enqueue<C: ConnectionTrait>(db: &C, execution_id: Uuid) -> CoreResult<Uuid> {
-    let task_id = Uuid::now_v7();
+/// Inserts the execution's fang task (id `task_id`) in the caller's transaction and wakes
+/// workers (the notification is delivered on commit), in one statement.
+pub async fn enqueue<C: ConnectionTrait>(
+    db: &C,
+    task_id: Uuid,
+    execution_id: Uuid,
+) -> CoreResult<()> {
     db.execute(Statement::from_sql_and_values(
         db.get_database_backend(),
         // fang compares `scheduled_at` with the worker's clock: a minute back, so a worker
         // whose clock lags the database's still sees the task as due at once.
-        "INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
-         VALUES ($1, $2, $3, now() - interval '1 minute')",
+        "WITH task AS ( \
+           INSERT INTO fang_tasks (id, metadata, task_type, scheduled_at) \
+           VALUES ($1, $2, $3, now() - interval '1 minute') RETURNING id) \
+         SELECT pg_notify($4, $5) FROM task",
         [
             task_id.into(),
             task_metadata(execution_id)?.into(),
             TASK_TYPE.into(),
+            QUEUE_CHANNEL.into(),
+            execution_id.to_string().into(),
         ],
     ))
     .await?;
-    notify(db, QUEUE_CHANNEL, &execution_id.to_string()).await?;
-    Ok(task_id)
+    Ok(())
 }
 
 /// Puts a task back in the queue (after a lost worker or a shutdown hand-back).

@@ -271,11 +271,15 @@ async fn kickoff_in(
         });
     }
     let id = Uuid::now_v7();
+    let task_id = Uuid::now_v7();
     let spec_json = serde_json::to_value(&spec).map_err(anyhow::Error::from)?;
-    txn.execute(Statement::from_sql_and_values(
+    let mut execution = Execution::find_by_statement(Statement::from_sql_and_values(
         txn.get_database_backend(),
-        "INSERT INTO executions (id, user_id, graph_id, graph_version, thread_id, status, document, spec, inputs) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8)",
+        format!(
+            "INSERT INTO executions (id, user_id, graph_id, graph_version, thread_id, status, \
+               document, spec, inputs, queue_task_id) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9) RETURNING {COLUMNS}"
+        ),
         [
             id.into(),
             principal.user_id.into(),
@@ -285,17 +289,14 @@ async fn kickoff_in(
             graph.document.into(),
             spec_json.into(),
             Value::Object(inputs.clone()).into(),
+            task_id.into(),
         ],
     ))
-    .await?;
-    let task_id = queue::enqueue(txn, id).await?;
-    txn.execute(Statement::from_sql_and_values(
-        txn.get_database_backend(),
-        "UPDATE executions SET queue_task_id = $2 WHERE id = $1",
-        [id.into(), task_id.into()],
-    ))
-    .await?;
-    events::append(
+    .one(txn)
+    .await?
+    .ok_or_else(|| CoreError::Internal(anyhow::anyhow!("insert returned no row")))?;
+    queue::enqueue(txn, task_id, id).await?;
+    let appended = events::append(
         txn,
         &[EventBatch {
             execution_id: id,
@@ -306,7 +307,8 @@ async fn kickoff_in(
         }],
     )
     .await?;
-    get_in(txn, principal, id).await
+    execution.last_seq = appended.first().map_or(execution.last_seq, |a| a.last_seq);
+    Ok(execution)
 }
 
 pub async fn get(
