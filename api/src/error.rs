@@ -222,13 +222,10 @@ impl From<CoreError> for ApiError {
 
 /// PostgreSQL refuses NUL bytes in text (SQLSTATE 22021, 22P05): the client's mistake.
 fn is_unstorable_text(err: &sea_orm::DbErr) -> bool {
-    use sea_orm::sqlx;
-    let sqlx_error = match err {
-        sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))
-        | sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e)) => e,
-        _ => return false,
-    };
-    matches!(sqlx_error, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("22021" | "22P05")))
+    matches!(
+        crewgraph_core::db::sqlstate(err).as_deref(),
+        Some("22021" | "22P05")
+    )
 }
 
 fn is_connection_error(err: &sea_orm::DbErr) -> bool {

@@ -96,11 +96,6 @@ impl EventHub {
         }
     }
 
-    /// Executions followed right now (for tests and metrics).
-    pub fn followed(&self) -> usize {
-        self.topics.lock().map(|t| t.len()).unwrap_or(0)
-    }
-
     /// Listens until the process ends, reconnecting after failures.
     pub async fn run(self: Arc<Self>, database_url: String) {
         let mut delay = Duration::from_millis(100);

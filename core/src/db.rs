@@ -53,3 +53,16 @@ pub async fn connect_with_patience(
         }
     }
 }
+
+/// The SQLSTATE of an error PostgreSQL reported (`None` for connection and driver
+/// errors). Callers branch on it, and log it instead of the message, which can quote data.
+pub fn sqlstate(err: &DbErr) -> Option<String> {
+    use sea_orm::{RuntimeErr, sqlx};
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(sqlx::Error::Database(e)))
+        | DbErr::Query(RuntimeErr::SqlxError(sqlx::Error::Database(e))) => {
+            e.code().map(|c| c.into_owned())
+        }
+        _ => None,
+    }
+}

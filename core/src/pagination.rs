@@ -90,15 +90,6 @@ impl PageRequest {
         })
     }
 
-    /// The first page.
-    pub fn first(limit: u32) -> Self {
-        PageRequest {
-            limit,
-            after: None,
-            cursor: None,
-        }
-    }
-
     /// For id-ordered lists: the cursor must be an id cursor.
     pub fn after_id(&self) -> CoreResult<Option<Uuid>> {
         match self.cursor {
@@ -163,13 +154,6 @@ impl<T> Page<T> {
         Page {
             items: rows,
             next_cursor,
-        }
-    }
-
-    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page {
-            items: self.items.into_iter().map(f).collect(),
-            next_cursor: self.next_cursor,
         }
     }
 }

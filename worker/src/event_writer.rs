@@ -334,12 +334,8 @@ fn as_failure(completion: &Completion) -> Completion {
 
 /// The SQLSTATE of a database error (logged instead of the message, which can quote data).
 fn sqlstate(error: &CoreError) -> Option<String> {
-    use sea_orm::{DbErr, RuntimeErr, sqlx};
     match error {
-        CoreError::Database(
-            DbErr::Exec(RuntimeErr::SqlxError(sqlx::Error::Database(e)))
-            | DbErr::Query(RuntimeErr::SqlxError(sqlx::Error::Database(e))),
-        ) => e.code().map(|c| c.into_owned()),
+        CoreError::Database(e) => crewgraph_core::db::sqlstate(e),
         _ => None,
     }
 }
