@@ -2,6 +2,7 @@
 //! poem-openapi's — becomes the JSON body of DESIGN §6:
 //! `{"error": {"code": "...", "message": "...", "details": ...}}`.
 
+use crewgraph_core::db::{self, DbFailure};
 use crewgraph_core::error::CoreError;
 use poem::error::{MethodNotAllowedError, NotFoundError, ResponseError};
 use poem::http::StatusCode;
@@ -202,37 +203,38 @@ impl From<CoreError> for ApiError {
                 message: format!("too many attempts: retry in {retry_after_secs} s"),
                 retry_after: Some(retry_after_secs),
             },
-            CoreError::Database(db_err) if is_connection_error(&db_err) => {
-                tracing::warn!(error = %db_err, "database unavailable");
-                ApiError::Unavailable {
-                    code: "database_unavailable",
-                    message: "the database is unavailable, retry shortly".into(),
-                    details: None,
-                }
-            }
-            CoreError::Database(db_err) if is_unstorable_text(&db_err) => ApiError::BadRequest {
-                code: "invalid_text",
-                message: "text fields may not contain NUL characters or invalid UTF-8".into(),
-            },
-            CoreError::Database(db_err) => ApiError::internal(db_err),
+            CoreError::Database(db_err) => from_database(db_err),
             CoreError::Internal(e) => ApiError::Internal(e),
         }
     }
 }
 
-/// PostgreSQL refuses NUL bytes in text (SQLSTATE 22021, 22P05): the client's mistake.
-fn is_unstorable_text(err: &sea_orm::DbErr) -> bool {
-    matches!(
-        crewgraph_core::db::sqlstate(err).as_deref(),
-        Some("22021" | "22P05")
-    )
-}
-
-fn is_connection_error(err: &sea_orm::DbErr) -> bool {
-    matches!(
-        err,
-        sea_orm::DbErr::Conn(_) | sea_orm::DbErr::ConnectionAcquire(_)
-    )
+/// Database errors, by what they mean (`core::db::classify`).
+fn from_database(err: sea_orm::DbErr) -> ApiError {
+    match db::classify(&err) {
+        DbFailure::Unavailable(cause) => {
+            tracing::warn!(error = %err, cause = cause.as_str(), "database unavailable");
+            ApiError::Unavailable {
+                code: "database_unavailable",
+                message: "the database is unavailable, retry shortly".into(),
+                details: None,
+            }
+        }
+        DbFailure::OutOfFileDescriptors => {
+            tracing::error!(error = %err, "out of file descriptors: raise the open-files limit");
+            ApiError::Unavailable {
+                code: "server_overloaded",
+                message: "the server has too many open connections right now, retry shortly".into(),
+                details: None,
+            }
+        }
+        // PostgreSQL refuses NUL bytes in text: the client's mistake.
+        DbFailure::UnstorableText => ApiError::BadRequest {
+            code: "invalid_text",
+            message: "text fields may not contain NUL characters or invalid UTF-8".into(),
+        },
+        DbFailure::Other => ApiError::internal(err),
+    }
 }
 
 impl ResponseError for ApiError {

@@ -10,7 +10,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, FromQueryResult, Statement};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::crew::events::RuntimeEvent;
@@ -30,22 +30,8 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    /// The envelope clients receive: `{execution_id, seq, type, ts, data}`.
-    pub fn envelope(&self) -> Value {
-        json!({
-            "execution_id": self.execution_id,
-            "seq": self.seq,
-            "type": self.event_type,
-            "ts": self.created_at,
-            "data": self.data,
-        })
-    }
-
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self.event_type.as_str(),
-            "execution.succeeded" | "execution.failed" | "execution.cancelled"
-        )
+        crate::executions::lifecycle::is_terminal_event(&self.event_type)
     }
 }
 
@@ -212,6 +198,7 @@ impl EventsNotice {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn nul_characters_are_dropped_everywhere() {

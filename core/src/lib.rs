@@ -13,7 +13,6 @@ pub mod fields;
 pub mod graph;
 pub mod graphs;
 pub mod pagination;
-pub mod queue;
 pub mod shutdown;
 pub mod telemetry;
 pub mod templates;

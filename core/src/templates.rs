@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::crew::tools::ToolRegistry;
+use crate::db::OnConstraint as _;
 use crate::error::{CoreError, CoreResult};
 use crate::graphs::{self, Graph, NewGraph};
 use crate::pagination::{Page, PageRequest};
@@ -93,15 +94,12 @@ fn check_document(document: &Value, tools: &ToolRegistry) -> CoreResult<()> {
     }
 }
 
-fn slug_conflict(err: sea_orm::DbErr) -> CoreError {
-    if err.to_string().contains("templates_slug_key") {
-        CoreError::Conflict {
-            code: "slug_taken",
-            message: "another template has this slug".into(),
-            details: None,
-        }
-    } else {
-        CoreError::Database(err)
+/// The error for a violation of `templates_slug_key`.
+fn slug_conflict() -> CoreError {
+    CoreError::Conflict {
+        code: "slug_taken",
+        message: "another template has this slug".into(),
+        details: None,
     }
 }
 
@@ -167,7 +165,7 @@ pub async fn create(
     ))
     .one(db)
     .await
-    .map_err(slug_conflict)?
+    .on_constraint("templates_slug_key", slug_conflict)?
     .ok_or_else(|| CoreError::Internal(anyhow::anyhow!("insert returned no row")))
 }
 

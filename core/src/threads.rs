@@ -258,33 +258,6 @@ pub async fn link_execution<C: ConnectionTrait>(
     .ok_or(CoreError::NotFound("message"))
 }
 
-/// A chat run that ended without an answer (the worker records answers with the
-/// execution's end): a system message says so in the thread. Nothing happens for
-/// executions that are not chat runs (or whose thread is gone).
-pub async fn record_run_failure<C: ConnectionTrait>(
-    db: &C,
-    execution_id: Uuid,
-    text: &str,
-) -> CoreResult<()> {
-    let content = run_message_content(text);
-    db.execute(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        "WITH thread AS ( \
-           UPDATE threads t SET updated_at = now() FROM executions e \
-           WHERE e.id = $2 AND t.id = e.thread_id RETURNING t.id) \
-         INSERT INTO messages (id, thread_id, role, content, execution_id) \
-         SELECT $1, thread.id, $3, $4, $2 FROM thread",
-        [
-            Uuid::now_v7().into(),
-            execution_id.into(),
-            MessageRole::System.as_str().into(),
-            content.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
-}
-
 /// What a run's message in a thread says: answers can be long, and a thread keeps what
 /// fits a message (and no U+0000, which PostgreSQL cannot store).
 pub fn run_message_content(content: &str) -> String {

@@ -6,6 +6,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Statement};
 use uuid::Uuid;
 
 use crate::auth::Principal;
+use crate::db::OnConstraint as _;
 use crate::error::{CoreError, CoreResult};
 use crate::fields;
 use crate::pagination::{Page, PageRequest};
@@ -43,15 +44,12 @@ fn validate_description(description: Option<String>) -> CoreResult<Option<String
     )
 }
 
-fn name_conflict(err: sea_orm::DbErr) -> CoreError {
-    if err.to_string().contains("workspaces_name_key") {
-        CoreError::Conflict {
-            code: "name_taken",
-            message: "you already have a workspace with this name".into(),
-            details: None,
-        }
-    } else {
-        CoreError::Database(err)
+/// The error for a violation of `workspaces_name_key`.
+fn name_conflict() -> CoreError {
+    CoreError::Conflict {
+        code: "name_taken",
+        message: "you already have a workspace with this name".into(),
+        details: None,
     }
 }
 
@@ -78,7 +76,7 @@ pub async fn create(
     ))
     .one(db)
     .await
-    .map_err(name_conflict)?
+    .on_constraint("workspaces_name_key", name_conflict)?
     .ok_or_else(|| CoreError::Internal(anyhow::anyhow!("insert returned no row")))
 }
 
@@ -146,7 +144,7 @@ pub async fn update(
     ))
     .one(db)
     .await
-    .map_err(name_conflict)?
+    .on_constraint("workspaces_name_key", name_conflict)?
     .ok_or(CoreError::NotFound("workspace"))
 }
 

@@ -1,6 +1,7 @@
 //! The execution pipeline end to end: the real API, real worker processes, PostgreSQL
 //! and `scripted-llm` — kickoff, SSE, the stored log, errors and stream tokens.
 
+use crewgraph_core::executions::queue_task::TASK_TYPE;
 use std::time::Duration;
 
 use crewgraph_tests::http::{api, body, expect_error, get, post, send, signed_up};
@@ -242,18 +243,29 @@ async fn kickoff_refuses_invalid_graphs_missing_inputs_and_too_many_runs_storing
     .await;
     let listed = body(get(&api, "/api/v1/executions", &token).await).await;
     assert_eq!(listed["items"].as_array().map(Vec::len), Some(2));
-    // The queued runs hold fang tasks that fang's own queue API can claim and read.
-    let queue = crewgraph_core::queue::Queue::connect(&db.url, 1)
+    // The queued runs hold fang tasks that fang's own queue API can fetch and read.
+    let mut queue = fang::AsyncQueue::builder()
+        .uri(db.url.clone())
+        .max_pool_size(1_u32)
+        .build();
+    queue.connect().await.expect("fang connects");
+    let task = fang::AsyncQueueable::fetch_and_touch_task(&queue, Some(TASK_TYPE.to_string()))
         .await
-        .expect("fang queue");
-    let claimed = queue.claim_next().await.expect("claim").expect("a task");
+        .expect("fetch")
+        .expect("a task");
+    let runnable: Box<dyn fang::AsyncRunnable> =
+        serde_json::from_value(task.metadata.clone()).expect("fang reads our metadata");
+    assert_eq!(runnable.task_type(), TASK_TYPE);
     let ids: Vec<&str> = listed["items"]
         .as_array()
         .expect("items")
         .iter()
         .filter_map(|e| e["id"].as_str())
         .collect();
-    assert!(ids.contains(&claimed.execution_id.to_string().as_str()));
+    let execution_id = task.metadata["execution_id"]
+        .as_str()
+        .expect("execution id");
+    assert!(ids.contains(&execution_id));
 }
 
 #[tokio::test]

@@ -4,34 +4,34 @@
 //! their last events, and goes again. Under load batches grow instead of transactions
 //! multiplying; idle, an event is written as soon as it arrives.
 //!
-//! Token deltas are merged per LLM call for up to [`DELTA_WINDOW`], so a chatty model
-//! produces a few rows a second per stream, not one per token.
+//! The channel to the writer is bounded ([`QUEUE_CAPACITY`] messages): when the writer
+//! falls behind, runs wait at their next LLM or tool call (see `sink`), as River bounds
+//! its completer, instead of piling events up in memory.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crewgraph_core::crew::events::{EventSink, RuntimeEvent};
+use crewgraph_core::crew::events::RuntimeEvent;
 use crewgraph_core::error::{CoreError, CoreResult};
 use crewgraph_core::events::{self, EventBatch};
-use crewgraph_core::executions::lifecycle::{self, Finish};
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
+use crewgraph_core::executions::lifecycle::{self, Finish, Outcome, Status, end_code};
+use sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::running::{Running, StopReason};
 
-/// How long streamed chunks of one LLM call are merged into one `llm.delta` event.
-pub const DELTA_WINDOW: Duration = Duration::from_millis(50);
 /// Most messages taken into one transaction.
 const MAX_BATCH: usize = 5_000;
+/// Messages the writer's channel holds before runs are held back.
+pub const QUEUE_CAPACITY: usize = 20_000;
 
 /// How a run's record ends.
 pub enum Completion {
     /// Terminal: status, result/error, queue task removed, chat message, then the
     /// terminal event — one transaction.
-    Finish(Box<Finish>, Option<RuntimeEvent>),
+    Finish(Box<Finish>),
     /// Back to the queue (shutdown): it does not count as lost.
     HandBack {
         execution_id: Uuid,
@@ -40,7 +40,7 @@ pub enum Completion {
     },
 }
 
-enum WriterMessage {
+pub(crate) enum WriterMessage {
     Event {
         execution_id: Uuid,
         attempt: i32,
@@ -54,7 +54,7 @@ enum WriterMessage {
 
 #[derive(Clone)]
 pub struct EventWriter {
-    sender: mpsc::UnboundedSender<WriterMessage>,
+    pub(crate) sender: mpsc::Sender<WriterMessage>,
 }
 
 impl EventWriter {
@@ -64,18 +64,9 @@ impl EventWriter {
         db: DatabaseConnection,
         running: Arc<Running>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (sender, receiver) = mpsc::unbounded_channel();
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let handle = tokio::spawn(write_loop(db, running, receiver));
         (EventWriter { sender }, handle)
-    }
-
-    fn send_event(&self, execution_id: Uuid, attempt: i32, event: RuntimeEvent) {
-        // Fails only once the writer is gone, at the very end of a shutdown.
-        let _ = self.sender.send(WriterMessage::Event {
-            execution_id,
-            attempt,
-            event,
-        });
     }
 
     /// Records how a run ended, after every event it emitted; `true` if it was recorded
@@ -85,6 +76,7 @@ impl EventWriter {
         if self
             .sender
             .send(WriterMessage::Complete { completion, done })
+            .await
             .is_err()
         {
             return false;
@@ -96,7 +88,7 @@ impl EventWriter {
 async fn write_loop(
     db: DatabaseConnection,
     running: Arc<Running>,
-    mut receiver: mpsc::UnboundedReceiver<WriterMessage>,
+    mut receiver: mpsc::Receiver<WriterMessage>,
 ) {
     while let Some(first) = receiver.recv().await {
         let mut messages = vec![first];
@@ -188,7 +180,7 @@ async fn write_with_retries(
     loop {
         match write(db, batches, completions.iter().map(|(c, _)| c)).await {
             Ok(results) => return Ok(results),
-            Err(error) if is_connection_error(&error) => {
+            Err(error) if is_unavailable(&error) => {
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "the database is unreachable; events wait");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
@@ -202,25 +194,8 @@ async fn write_with_retries(
     }
 }
 
-fn is_connection_error(error: &CoreError) -> bool {
-    use sea_orm::{DbErr, RuntimeErr, sqlx};
-    match error {
-        CoreError::Database(DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) => true,
-        CoreError::Database(
-            DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)),
-        ) => match e {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Protocol(_) => true,
-            // Connection exceptions (08) and a session ended by an operator or a restart (57).
-            sqlx::Error::Database(db) => db
-                .code()
-                .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
-            _ => false,
-        },
-        _ => false,
-    }
+fn is_unavailable(error: &CoreError) -> bool {
+    matches!(error, CoreError::Database(e) if crewgraph_core::db::is_unavailable(e))
 }
 
 /// The fallback after a batch failed for a reason other than the connection: each
@@ -295,7 +270,7 @@ async fn write_retrying_connection(
     let mut delay = Duration::from_millis(50);
     loop {
         match write(db, batches, completions.iter().copied()).await {
-            Err(error) if is_connection_error(&error) => {
+            Err(error) if is_unavailable(&error) => {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
@@ -306,30 +281,24 @@ async fn write_retrying_connection(
 
 /// A run's end recorded as a failure to store it.
 fn as_failure(completion: &Completion) -> Completion {
-    let message = "the run's result could not be stored".to_string();
     let (execution_id, attempt, task_id) = match completion {
-        Completion::Finish(finish, _) => (finish.execution_id, finish.attempt, finish.task_id),
+        Completion::Finish(finish) => (finish.execution_id, finish.attempt, finish.task_id),
         Completion::HandBack {
             execution_id,
             attempt,
             task_id,
-        } => (*execution_id, *attempt, *task_id),
+        } => (*execution_id, *attempt, Some(*task_id)),
     };
-    Completion::Finish(
-        Box::new(Finish {
-            execution_id,
-            attempt,
-            task_id,
-            outcome: lifecycle::Outcome::Failed {
-                code: "result_not_stored".into(),
-                message: message.clone(),
-            },
-        }),
-        Some(RuntimeEvent::ExecutionFailed {
-            code: "result_not_stored".into(),
-            error: message,
-        }),
-    )
+    Completion::Finish(Box::new(Finish {
+        execution_id,
+        attempt,
+        task_id,
+        from: Status::Running,
+        outcome: Outcome::failed(
+            end_code::RESULT_NOT_STORED,
+            "the run's result could not be stored",
+        ),
+    }))
 }
 
 /// The SQLSTATE of a database error (logged instead of the message, which can quote data).
@@ -342,7 +311,7 @@ fn sqlstate(error: &CoreError) -> Option<String> {
 
 fn completion_execution(completion: &Completion) -> Uuid {
     match completion {
-        Completion::Finish(finish, _) => finish.execution_id,
+        Completion::Finish(finish) => finish.execution_id,
         Completion::HandBack { execution_id, .. } => *execution_id,
     }
 }
@@ -372,30 +341,22 @@ async fn write<'a>(
     let txn = db.begin().await?;
     // Every execution this transaction touches, locked first and in id order (as the
     // heartbeat and the API lock them): the statements below cannot deadlock with them.
-    let mut ids: Vec<String> = batches
+    let ids: Vec<Uuid> = batches
         .iter()
         .map(|b| b.execution_id)
         .chain(completions.iter().map(|c| completion_execution(c)))
-        .map(|id| id.to_string())
         .collect();
-    ids.sort();
-    ids.dedup();
-    txn.execute(Statement::from_sql_and_values(
-        txn.get_database_backend(),
-        "SELECT id FROM executions WHERE id = ANY(string_to_array($1, ',')::uuid[]) ORDER BY id FOR UPDATE",
-        [ids.join(",").into()],
-    ))
-    .await?;
+    lifecycle::lock_in_id_order(&txn, &ids).await?;
     let written: Vec<Uuid> = events::append(&txn, batches)
         .await?
         .into_iter()
         .map(|a| a.execution_id)
         .collect();
     // Every run that ended: recorded together.
-    let finishes: Vec<(&Finish, Option<RuntimeEvent>)> = completions
+    let finishes: Vec<Finish> = completions
         .iter()
         .filter_map(|c| match c {
-            Completion::Finish(finish, terminal) => Some((finish.as_ref(), terminal.clone())),
+            Completion::Finish(finish) => Some(finish.as_ref().clone()),
             Completion::HandBack { .. } => None,
         })
         .collect();
@@ -413,142 +374,4 @@ async fn write<'a>(
     }
     txn.commit().await?;
     Ok((written, recorded))
-}
-
-/// The sink of one run: stamps the attempt on `execution.started`, merges deltas for
-/// [`DELTA_WINDOW`], and hands events to the writer in order.
-pub struct ExecutionSink {
-    inner: Arc<SinkInner>,
-}
-
-struct SinkInner {
-    execution_id: Uuid,
-    attempt: i32,
-    writer: EventWriter,
-    pending: Mutex<Option<PendingDelta>>,
-    generation: AtomicU64,
-    /// The run's terminal event, held back: it is written with the status change.
-    terminal: Mutex<Option<RuntimeEvent>>,
-}
-
-struct PendingDelta {
-    generation: u64,
-    call_id: String,
-    agent_role: String,
-    chunk: String,
-}
-
-impl ExecutionSink {
-    pub fn new(execution_id: Uuid, attempt: i32, writer: EventWriter) -> Self {
-        ExecutionSink {
-            inner: Arc::new(SinkInner {
-                execution_id,
-                attempt,
-                writer,
-                pending: Mutex::new(None),
-                generation: AtomicU64::new(0),
-                terminal: Mutex::new(None),
-            }),
-        }
-    }
-
-    /// Sends any merged delta still waiting (before the run's last record).
-    pub fn flush(&self) {
-        self.inner.flush_pending(None);
-    }
-
-    /// The terminal event the run emitted, if any.
-    pub fn take_terminal(&self) -> Option<RuntimeEvent> {
-        self.inner.terminal.lock().ok().and_then(|mut t| t.take())
-    }
-}
-
-impl SinkInner {
-    fn send(&self, event: RuntimeEvent) {
-        self.writer
-            .send_event(self.execution_id, self.attempt, event);
-    }
-
-    /// Sends the pending delta; with a generation, only if it is still that one.
-    fn flush_pending(&self, only_generation: Option<u64>) {
-        let Ok(mut pending) = self.pending.lock() else {
-            return;
-        };
-        let due = match (&*pending, only_generation) {
-            (Some(delta), Some(generation)) => delta.generation == generation,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if due && let Some(delta) = pending.take() {
-            self.send(RuntimeEvent::LlmDelta {
-                call_id: delta.call_id,
-                agent_role: delta.agent_role,
-                chunk: delta.chunk,
-            });
-        }
-    }
-}
-
-impl EventSink for ExecutionSink {
-    fn emit(&self, event: RuntimeEvent) {
-        let inner = &self.inner;
-        match event {
-            RuntimeEvent::LlmDelta {
-                call_id,
-                agent_role,
-                chunk,
-            } => {
-                let Ok(mut pending) = inner.pending.lock() else {
-                    return;
-                };
-                if let Some(delta) = pending.as_mut()
-                    && delta.call_id == call_id
-                {
-                    delta.chunk.push_str(&chunk);
-                    return;
-                }
-                if let Some(delta) = pending.take() {
-                    inner.send(RuntimeEvent::LlmDelta {
-                        call_id: delta.call_id,
-                        agent_role: delta.agent_role,
-                        chunk: delta.chunk,
-                    });
-                }
-                let generation = inner.generation.fetch_add(1, Ordering::Relaxed) + 1;
-                *pending = Some(PendingDelta {
-                    generation,
-                    call_id,
-                    agent_role,
-                    chunk,
-                });
-                let timer = Arc::clone(inner);
-                tokio::spawn(async move {
-                    tokio::time::sleep(DELTA_WINDOW).await;
-                    timer.flush_pending(Some(generation));
-                });
-            }
-            RuntimeEvent::ExecutionStarted {
-                crew_name,
-                inputs,
-                attempt: _,
-            } => {
-                inner.flush_pending(None);
-                inner.send(RuntimeEvent::ExecutionStarted {
-                    crew_name,
-                    inputs,
-                    attempt: u32::try_from(inner.attempt).ok(),
-                });
-            }
-            terminal if terminal.is_terminal() => {
-                inner.flush_pending(None);
-                if let Ok(mut slot) = inner.terminal.lock() {
-                    *slot = Some(terminal);
-                }
-            }
-            other => {
-                inner.flush_pending(None);
-                inner.send(other);
-            }
-        }
-    }
 }

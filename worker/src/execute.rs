@@ -3,17 +3,17 @@
 
 use std::sync::Arc;
 
-use crewgraph_core::crew::events::RuntimeEvent;
 use crewgraph_core::crew::{RunDeps, RunError, run_crew};
 use crewgraph_core::executions::credentials::OwnerCredentials;
-use crewgraph_core::executions::lifecycle::{Finish, Outcome, Started};
+use crewgraph_core::executions::lifecycle::{Finish, Outcome, Started, end_code};
 use futures::FutureExt as _;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument as _;
 
 use crate::context::WorkerContext;
-use crate::event_writer::{Completion, ExecutionSink};
+use crate::event_writer::Completion;
 use crate::running::StopReason;
+use crate::sink::ExecutionSink;
 
 pub fn spawn(context: Arc<WorkerContext>, started: Started, permit: OwnedSemaphorePermit) {
     let span = tracing::info_span!(
@@ -66,28 +66,15 @@ async fn execute(context: &WorkerContext, started: Started) {
         });
     let result = tokio::time::timeout(context.execution_timeout, run).await;
     let stop_reason = context.running.reason(execution_id, attempt);
-    // The runtime's own terminal event (succeeded/failed), held back by the sink.
-    let emitted_terminal = sink.take_terminal();
-    let finish = |outcome, terminal| {
-        Completion::Finish(
-            Box::new(Finish {
-                execution_id,
-                attempt,
-                task_id,
-                outcome,
-            }),
-            terminal,
-        )
+    let finish = |outcome| {
+        Some(Completion::Finish(Box::new(Finish::of_running(
+            execution_id,
+            attempt,
+            task_id,
+            outcome,
+        ))))
     };
     let completion = match result {
-        Ok(Ok(output)) => {
-            let terminal = emitted_terminal.or_else(|| {
-                Some(RuntimeEvent::ExecutionSucceeded {
-                    output: output.clone(),
-                })
-            });
-            Some(finish(Outcome::Succeeded(Box::new(output)), terminal))
-        }
         Ok(Err(RunError::Cancelled)) => match stop_reason {
             Some(StopReason::Shutdown) => Some(Completion::HandBack {
                 execution_id,
@@ -95,52 +82,21 @@ async fn execute(context: &WorkerContext, started: Started) {
                 task_id,
             }),
             Some(StopReason::Lost) => None,
-            Some(StopReason::Cancelled) | None => {
-                let reason = "cancelled on request".to_string();
-                Some(finish(
-                    Outcome::Cancelled {
-                        reason: reason.clone(),
-                    },
-                    Some(RuntimeEvent::ExecutionCancelled { reason }),
-                ))
-            }
+            Some(StopReason::Cancelled) | None => finish(Outcome::of_run(Err(RunError::Cancelled))),
         },
-        Ok(Err(error)) => {
-            // Every end has its terminal event, even when the runtime could not emit one.
-            let terminal = emitted_terminal.or_else(|| {
-                Some(RuntimeEvent::ExecutionFailed {
-                    code: error.code().to_string(),
-                    error: error.to_string(),
-                })
-            });
-            Some(finish(
-                Outcome::Failed {
-                    code: error.code().to_string(),
-                    message: error.to_string(),
-                },
-                terminal,
-            ))
-        }
-        Err(_) => {
-            let message = format!(
+        Ok(result) => finish(Outcome::of_run(result)),
+        Err(_) => finish(Outcome::failed(
+            end_code::EXECUTION_TIMEOUT,
+            format!(
                 "the execution ran longer than its limit of {} s",
                 context.execution_timeout.as_secs()
-            );
-            Some(finish(
-                Outcome::Failed {
-                    code: "execution_timeout".into(),
-                    message: message.clone(),
-                },
-                Some(RuntimeEvent::ExecutionFailed {
-                    code: "execution_timeout".into(),
-                    error: message,
-                }),
-            ))
-        }
+            ),
+        )),
     };
-    sink.flush();
+    sink.flush().await;
     match completion {
         Some(completion) => {
+            context.running.mark_ending(execution_id, attempt);
             let recorded = context.writer.complete(completion).await;
             tracing::info!(recorded, "execution ended");
         }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crewgraph_core::queue::{CANCEL_CHANNEL, QUEUE_CHANNEL};
+use crewgraph_core::executions::queue_task::{CANCEL_CHANNEL, QUEUE_CHANNEL};
 use sea_orm::sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

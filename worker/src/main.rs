@@ -15,6 +15,7 @@ mod execute;
 mod listener;
 mod maintenance;
 mod running;
+mod sink;
 mod work;
 
 /// Exit code for invalid configuration (sysexits' EX_CONFIG).

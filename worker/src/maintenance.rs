@@ -49,10 +49,11 @@ pub async fn heartbeat(context: Arc<WorkerContext>, stopped: CancellationToken) 
                 for id in pulse.cancel_requested {
                     context.running.stop(id, StopReason::Cancelled);
                 }
-                for id in pulse.lost {
-                    if let Some((_, attempt)) = running.iter().find(|(r, _)| *r == id) {
+                for id in pulse.not_held {
+                    if let Some((_, attempt)) = running.iter().find(|(r, _)| *r == id)
+                        && context.running.lose_if_still_running(id, *attempt)
+                    {
                         tracing::warn!(execution_id = %id, "claim lost: stopping the run");
-                        context.running.stop_attempt(id, *attempt, StopReason::Lost);
                     }
                 }
             }

@@ -27,6 +27,8 @@ struct Entry {
     attempt: i32,
     token: CancellationToken,
     reason: Option<StopReason>,
+    /// Its end is being recorded: the database may already show it finished.
+    ending: bool,
 }
 
 #[derive(Default)]
@@ -52,6 +54,7 @@ impl Running {
             attempt,
             token: token.clone(),
             reason: None,
+            ending: false,
         };
         if state.early_cancels.remove(&execution_id).is_some() {
             entry.reason = Some(StopReason::Cancelled);
@@ -132,6 +135,33 @@ impl Running {
         }
     }
 
+    /// The run's end is on its way to the database.
+    pub fn mark_ending(&self, execution_id: Uuid, attempt: i32) {
+        if let Ok(mut state) = self.state.lock()
+            && let Some(entry) = state.entries.get_mut(&execution_id)
+            && entry.attempt == attempt
+        {
+            entry.ending = true;
+        }
+    }
+
+    /// The heartbeat found this attempt no longer held: stops it as lost — unless it has
+    /// ended meanwhile (it is gone, or its end is being recorded), which is no loss.
+    /// `true` if a run was stopped.
+    pub fn lose_if_still_running(&self, execution_id: Uuid, attempt: i32) -> bool {
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        match state.entries.get_mut(&execution_id) {
+            Some(entry) if entry.attempt == attempt && !entry.ending => {
+                entry.reason.get_or_insert(StopReason::Lost);
+                entry.token.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn stop_all(&self, reason: StopReason) {
         if let Ok(mut state) = self.state.lock() {
             for entry in state.entries.values_mut() {
@@ -191,5 +221,21 @@ mod tests {
         );
         running.stop_attempt(id, 1, StopReason::Lost);
         assert!(!new.is_cancelled());
+    }
+
+    #[test]
+    fn a_run_that_is_ending_or_gone_is_not_lost() {
+        let running = Running::default();
+        let id = Uuid::now_v7();
+        let token = running.insert(id, 1);
+        running.mark_ending(id, 1);
+        assert!(!running.lose_if_still_running(id, 1));
+        assert!(!token.is_cancelled());
+        running.remove(id, 1);
+        assert!(!running.lose_if_still_running(id, 1));
+        let token = running.insert(id, 2);
+        assert!(running.lose_if_still_running(id, 2));
+        assert!(token.is_cancelled());
+        assert_eq!(running.reason(id, 2), Some(StopReason::Lost));
     }
 }

@@ -102,7 +102,7 @@ pub struct ExecutionBody {
 
 impl From<Execution> for ExecutionBody {
     fn from(e: Execution) -> Self {
-        let status = e.status().into();
+        let status = e.status.into();
         let usage = e
             .result
             .as_ref()

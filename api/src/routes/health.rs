@@ -1,5 +1,6 @@
 //! `/health` (liveness) and `/ready` (readiness).
 
+use crewgraph_core::db::DbFailure;
 use std::time::Duration;
 
 use poem::web::Data;
@@ -108,15 +109,10 @@ impl HealthApi {
 /// A category only: the full error (which can name the database user, database or host)
 /// goes to the log, not to unauthenticated callers.
 fn database_cause(err: &sea_orm::DbErr) -> &'static str {
-    let text = err.to_string().to_lowercase();
-    if text.contains("timed out") || text.contains("timeout") {
-        "timeout"
-    } else if text.contains("refused") {
-        "connection_refused"
-    } else if text.contains("authentication") || text.contains("password") {
-        "authentication_failed"
-    } else {
-        "database_error"
+    match crewgraph_core::db::classify(err) {
+        DbFailure::Unavailable(cause) => cause.as_str(),
+        DbFailure::OutOfFileDescriptors => "out_of_file_descriptors",
+        DbFailure::UnstorableText | DbFailure::Other => "database_error",
     }
 }
 

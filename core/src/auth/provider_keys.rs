@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::config::EncryptionKeys;
 use crate::crypto::{self, Sealed};
+use crate::db::OnConstraint as _;
 use crate::error::{CoreError, CoreResult};
 
 pub const PROVIDERS: &[&str] = &[
@@ -108,15 +109,12 @@ fn validate_base_url(provider: &str, base_url: Option<&str>) -> CoreResult<()> {
     }
 }
 
-fn name_conflict(err: sea_orm::DbErr) -> CoreError {
-    if err.to_string().contains("provider_api_keys_name_key") {
-        CoreError::Conflict {
-            code: "name_taken",
-            message: "you already have a provider key with this name".into(),
-            details: None,
-        }
-    } else {
-        CoreError::Database(err)
+/// The error for a violation of `provider_api_keys_name_key`.
+fn name_conflict() -> CoreError {
+    CoreError::Conflict {
+        code: "name_taken",
+        message: "you already have a provider key with this name".into(),
+        details: None,
     }
 }
 
@@ -164,7 +162,7 @@ pub async fn create(
     ))
     .one(db)
     .await
-    .map_err(name_conflict)?
+    .on_constraint("provider_api_keys_name_key", name_conflict)?
     .ok_or_else(|| CoreError::Internal(anyhow::anyhow!("insert returned no row")))
 }
 
@@ -249,7 +247,7 @@ pub async fn update(
     ))
     .one(db)
     .await
-    .map_err(name_conflict)?
+    .on_constraint("provider_api_keys_name_key", name_conflict)?
     .ok_or(CoreError::NotFound("provider key"))
 }
 

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::auth::password::{hash_password, validate_new_password, verify_password};
 use crate::auth::{Principal, Role};
 use crate::config::{BootstrapAdmin, looks_like_email};
+use crate::db::OnConstraint as _;
 use crate::error::{CoreError, CoreResult};
 
 pub const MAX_DISPLAY_NAME_CHARS: usize = 200;
@@ -84,16 +85,12 @@ fn validate_display_name(name: Option<String>) -> CoreResult<Option<String>> {
     Ok(name)
 }
 
-/// Turns the unique-email violation into a precise error; anything else stays a database error.
-fn email_conflict(err: sea_orm::DbErr) -> CoreError {
-    if err.to_string().contains("users_email_key") {
-        CoreError::Conflict {
-            code: "email_taken",
-            message: "an account with this email already exists".into(),
-            details: None,
-        }
-    } else {
-        CoreError::Database(err)
+/// The error for a violation of `users_email_key`.
+fn email_conflict() -> CoreError {
+    CoreError::Conflict {
+        code: "email_taken",
+        message: "an account with this email already exists".into(),
+        details: None,
     }
 }
 
@@ -128,7 +125,7 @@ async fn insert_user(
     ))
     .one(db)
     .await
-    .map_err(email_conflict)?
+    .on_constraint("users_email_key", email_conflict)?
     .ok_or_else(|| CoreError::Internal(anyhow::anyhow!("insert returned no row")))?;
     Ok(row.into())
 }
@@ -179,7 +176,7 @@ pub async fn update_profile(
     ))
     .one(db)
     .await
-    .map_err(email_conflict)?
+    .on_constraint("users_email_key", email_conflict)?
     .ok_or(CoreError::NotFound("user"))?;
     Ok(row.into())
 }

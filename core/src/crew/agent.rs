@@ -271,8 +271,10 @@ async fn call_llm(
             _ = rpm.acquire() => {}
         }
     }
-    if run.cancel.is_cancelled() {
-        return Err(AgentError::Cancelled);
+    tokio::select! {
+        biased;
+        _ = run.cancel.cancelled() => return Err(AgentError::Cancelled),
+        () = run.sink_ready() => {}
     }
     let call_id = uuid::Uuid::new_v4().to_string();
     let model = agent.client.model().to_string();

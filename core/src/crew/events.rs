@@ -11,6 +11,13 @@ use crate::crew::output::{CrewOutput, TaskOutput, UsageMetrics};
 /// them for a writer task that batches `llm.delta` events.
 pub trait EventSink: Send + Sync {
     fn emit(&self, event: RuntimeEvent);
+
+    /// Waits until the sink has room for more events. The runtime awaits it before every
+    /// LLM and tool call, so a sink with a bounded writer holds runs back there (instead
+    /// of letting events pile up in memory) while `emit` itself never blocks.
+    fn ready(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// `{"type": "task.started", "data": {...}}` when serialised.
@@ -167,12 +174,7 @@ impl RuntimeEvent {
 
     /// Terminal events end an execution's stream.
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            RuntimeEvent::ExecutionSucceeded { .. }
-                | RuntimeEvent::ExecutionFailed { .. }
-                | RuntimeEvent::ExecutionCancelled { .. }
-        )
+        crate::executions::lifecycle::is_terminal_event(self.type_name())
     }
 
     /// The `data` object alone.

@@ -104,6 +104,11 @@ impl Run<'_> {
         self.sink.emit(event);
     }
 
+    /// Backpressure from the sink (see [`EventSink::ready`]).
+    pub async fn sink_ready(&self) {
+        self.sink.ready().await;
+    }
+
     pub fn add_usage(&self, usage: &UsageMetrics) {
         if let Ok(mut total) = self.usage.lock() {
             total.add(usage);

@@ -230,8 +230,10 @@ impl ToolSession<'_, '_> {
         let use_cache = self.agent.spec.cache && tool.cacheable();
         let mut attempts = 0;
         loop {
-            if self.run.cancel.is_cancelled() {
-                return Err(Cancelled);
+            tokio::select! {
+                biased;
+                _ = self.run.cancel.cancelled() => return Err(Cancelled),
+                () = self.run.sink_ready() => {}
             }
             self.run.emit(RuntimeEvent::ToolStarted {
                 task_id: self.task_id.to_string(),

@@ -18,53 +18,18 @@ use crate::error::{CoreError, CoreResult};
 use crate::events::{self, EventBatch, StoredEvent};
 use crate::graph::compile::{NotCompilable, compile_document};
 use crate::pagination::{Cursor, Page, PageRequest};
-use crate::queue;
 use crate::threads::{self, MessageRole};
 
 pub mod credentials;
 pub mod lifecycle;
+pub mod queue_task;
+
+pub use lifecycle::Status;
 
 /// Messages of a thread a chat run sees (the newest ones).
 pub const CHAT_HISTORY_MESSAGES: u32 = 20;
 /// Largest kickoff inputs (their JSON text).
 pub const MAX_INPUTS_BYTES: usize = 256 * 1024;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Queued => "queued",
-            Status::Running => "running",
-            Status::Succeeded => "succeeded",
-            Status::Failed => "failed",
-            Status::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Status> {
-        [
-            Status::Queued,
-            Status::Running,
-            Status::Succeeded,
-            Status::Failed,
-            Status::Cancelled,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == value)
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(self, Status::Succeeded | Status::Failed | Status::Cancelled)
-    }
-}
 
 #[derive(Debug, Clone, FromQueryResult)]
 pub struct Execution {
@@ -72,7 +37,7 @@ pub struct Execution {
     pub graph_id: Option<Uuid>,
     pub graph_version: Option<i32>,
     pub thread_id: Option<Uuid>,
-    pub status: String,
+    pub status: Status,
     pub inputs: Value,
     pub result: Option<Value>,
     pub error: Option<Value>,
@@ -82,12 +47,6 @@ pub struct Execution {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub cancel_requested_at: Option<DateTime<Utc>>,
-}
-
-impl Execution {
-    pub fn status(&self) -> Status {
-        Status::parse(&self.status).unwrap_or(Status::Failed)
-    }
 }
 
 const COLUMNS: &str = "id, graph_id, graph_version, thread_id, status, inputs, result, error, \
@@ -295,7 +254,7 @@ async fn kickoff_in(
     .one(txn)
     .await?
     .ok_or_else(|| CoreError::Internal(anyhow::anyhow!("insert returned no row")))?;
-    queue::enqueue(txn, task_id, id).await?;
+    queue_task::enqueue(txn, task_id, id).await?;
     let appended = events::append(
         txn,
         &[EventBatch {
@@ -365,7 +324,7 @@ pub async fn list(
         [
             principal.user_id.into(),
             filter.graph_id.into(),
-            filter.status.map(|s| s.as_str().to_string()).into(),
+            filter.status.map(|s| s.as_str()).into(),
             filter.created_after.into(),
             filter.created_before.into(),
             after.map(|(t, _)| t).into(),
@@ -394,11 +353,7 @@ pub async fn stream_position<C: ConnectionTrait>(
         ))
         .await?;
     row.map(|r| -> CoreResult<(Status, i64)> {
-        let status: String = r.try_get("", "status")?;
-        Ok((
-            Status::parse(&status).unwrap_or(Status::Failed),
-            r.try_get("", "last_seq")?,
-        ))
+        Ok((r.try_get("", "status")?, r.try_get("", "last_seq")?))
     })
     .transpose()
 }
@@ -428,54 +383,45 @@ pub async fn cancel(
     let row = txn
         .query_one(Statement::from_sql_and_values(
             txn.get_database_backend(),
-            "SELECT status, queue_task_id FROM executions WHERE id = $1 AND user_id = $2 FOR UPDATE",
+            "SELECT status, attempt, queue_task_id FROM executions \
+             WHERE id = $1 AND user_id = $2 FOR UPDATE",
             [id.into(), principal.user_id.into()],
         ))
         .await?
         .ok_or(CoreError::NotFound("execution"))?;
-    let status: String = row.try_get("", "status")?;
-    let task_id: Option<Uuid> = row.try_get("", "queue_task_id")?;
-    match Status::parse(&status) {
-        Some(Status::Queued) => {
-            txn.execute(Statement::from_sql_and_values(
-                txn.get_database_backend(),
-                "UPDATE executions SET status = 'cancelled', finished_at = now(), \
-                   cancel_requested_at = now(), error = $2 WHERE id = $1",
-                [
-                    id.into(),
-                    json!({"code": "cancelled", "message": "cancelled before it started"}).into(),
-                ],
-            ))
-            .await?;
-            queue::remove(&txn, &task_id.into_iter().collect::<Vec<_>>()).await?;
-            events::append(
+    let status: Status = row.try_get("", "status")?;
+    match status {
+        Status::Queued => {
+            lifecycle::finish(
                 &txn,
-                &[EventBatch {
+                &lifecycle::Finish {
                     execution_id: id,
-                    attempt: None,
-                    events: vec![RuntimeEvent::ExecutionCancelled {
-                        reason: "cancelled before it started".into(),
-                    }],
-                }],
+                    attempt: row.try_get("", "attempt")?,
+                    task_id: row.try_get("", "queue_task_id")?,
+                    from: Status::Queued,
+                    outcome: lifecycle::Outcome::cancelled(lifecycle::cancel_reason::BEFORE_START),
+                },
             )
             .await?;
-            threads::record_run_failure(&txn, id, "The run was cancelled.").await?;
         }
-        Some(Status::Running) => {
+        Status::Running => {
             txn.execute(Statement::from_sql_and_values(
                 txn.get_database_backend(),
                 "UPDATE executions SET cancel_requested_at = COALESCE(cancel_requested_at, now()) WHERE id = $1",
                 [id.into()],
             ))
             .await?;
-            queue::notify(&txn, queue::CANCEL_CHANNEL, &id.to_string()).await?;
+            queue_task::notify(&txn, queue_task::CANCEL_CHANNEL, &id.to_string()).await?;
         }
-        Some(Status::Cancelled) => {}
-        _ => {
+        Status::Cancelled => {}
+        Status::Succeeded | Status::Failed => {
             return Err(CoreError::Conflict {
                 code: "execution_finished",
-                message: format!("the execution already {status}; there is nothing to cancel"),
-                details: Some(json!({ "status": status })),
+                message: format!(
+                    "the execution already {}; there is nothing to cancel",
+                    status.as_str()
+                ),
+                details: Some(json!({ "status": status.as_str() })),
             });
         }
     }

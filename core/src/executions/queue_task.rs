@@ -1,16 +1,24 @@
-//! The job queue: fang's `fang_tasks` table, one task per execution.
+//! The fang task of an execution: a row of fang's `fang_tasks`, the queue the API writes
+//! to. This module owns that row's whole life beside the execution's:
 //!
-//! - Enqueue writes fang's row (metadata exactly as fang serialises a task) inside the
-//!   kickoff transaction — fang's own `insert_task` uses its own pool and could not join it
-//!   — and notifies [`QUEUE_CHANNEL`] so idle workers wake at once.
-//! - Workers claim through fang's `fetch_and_touch_task` (`FOR UPDATE SKIP LOCKED`). fang
-//!   runs its SELECT and its UPDATE as two statements, so two workers can both fetch one
-//!   task; the execution row decides: only one `queued → running` transition succeeds.
-//! - Finished executions remove their task; the reaper hands stuck ones back.
+//! - [`enqueue`] writes it in the kickoff transaction (metadata exactly as fang serialises
+//!   a task; fang's own `insert_task` uses its own pool and could not join the
+//!   transaction) and notifies [`QUEUE_CHANNEL`], so idle workers wake at once;
+//! - the worker's claim (`lifecycle::claim`, the one statement that must change task and
+//!   execution together) marks it `in_progress` — with the worker's own atomic, batched
+//!   statement, not fang's `fetch_and_touch_task`, which selects and marks in two
+//!   statements (two workers can fetch one task) and claims one task per round trip;
+//! - [`requeue`] puts it back (hand-back, lost worker), [`remove`] deletes it with the
+//!   execution's end, [`tidy`] repairs what a crash left behind.
+//!
+//! fang's worker pool never runs these tasks (it runs the follow-up jobs of `crate::jobs`,
+//! whose task types differ); [`RunExecution::run`] says so if it ever tried.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use fang::typetag;
-use fang::{AsyncQueue, AsyncQueueable, AsyncRunnable, FangError};
+use fang::{AsyncQueueable, AsyncRunnable, FangError};
 use sea_orm::{ConnectionTrait, Statement};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -33,11 +41,11 @@ pub struct RunExecution {
 #[typetag::serde]
 #[async_trait]
 impl AsyncRunnable for RunExecution {
-    /// Executions are run by `crewgraph-worker`'s claim loop (which waits on NOTIFY),
-    /// not by fang's polling worker pool.
+    /// Executions are claimed and run by `crewgraph-worker`'s claim loop (woken by
+    /// NOTIFY); no fang pool is started for this task type.
     async fn run(&self, _queue: &dyn AsyncQueueable) -> Result<(), FangError> {
         Err(FangError {
-            description: "crew executions are run by crewgraph-worker".into(),
+            description: "crew executions are run by crewgraph-worker's claim loop".into(),
         })
     }
 
@@ -54,19 +62,6 @@ impl AsyncRunnable for RunExecution {
 pub fn task_metadata(execution_id: Uuid) -> CoreResult<serde_json::Value> {
     let task: &dyn AsyncRunnable = &RunExecution { execution_id };
     serde_json::to_value(task).map_err(|e| CoreError::Internal(e.into()))
-}
-
-/// Reads an execution id back from fang's metadata, as fang's worker would.
-pub fn execution_of(metadata: &serde_json::Value) -> Option<Uuid> {
-    let task: Box<dyn AsyncRunnable> = serde_json::from_value(metadata.clone()).ok()?;
-    if task.task_type() != TASK_TYPE {
-        return None;
-    }
-    // The trait object hides the fields; the metadata holds them.
-    metadata
-        .get("execution_id")
-        .and_then(|v| v.as_str())
-        .and_then(|id| Uuid::parse_str(id).ok())
 }
 
 /// Inserts the execution's fang task (id `task_id`) in the caller's transaction and wakes
@@ -126,6 +121,38 @@ pub async fn remove<C: ConnectionTrait>(db: &C, task_ids: &[Uuid]) -> CoreResult
     Ok(())
 }
 
+/// Repairs what crashes leave behind, returning how many tasks it touched: tasks left
+/// `in_progress` by a worker that died between the claim and the start go back to `new`;
+/// tasks whose execution is finished or gone (normally removed with it) are deleted.
+pub async fn tidy<C: ConnectionTrait>(db: &C, older_than: Duration) -> CoreResult<u64> {
+    let secs = older_than.as_secs_f64();
+    let released = db
+        .execute(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "UPDATE fang_tasks f SET state = 'new', updated_at = now() FROM executions e \
+             WHERE e.queue_task_id = f.id AND e.status = 'queued' AND f.state = 'in_progress' \
+               AND f.updated_at < now() - make_interval(secs => $1)",
+            [secs.into()],
+        ))
+        .await?
+        .rows_affected();
+    let orphaned = db
+        .execute(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "DELETE FROM fang_tasks f WHERE f.task_type = $1 \
+               AND f.updated_at < now() - make_interval(secs => $2) \
+               AND NOT EXISTS (SELECT 1 FROM executions e WHERE e.queue_task_id = f.id \
+                               AND e.status IN ('queued', 'running'))",
+            [TASK_TYPE.into(), secs.into()],
+        ))
+        .await?
+        .rows_affected();
+    if released > 0 {
+        notify(db, QUEUE_CHANNEL, "released").await?;
+    }
+    Ok(released + orphaned)
+}
+
 pub async fn notify<C: ConnectionTrait>(db: &C, channel: &str, payload: &str) -> CoreResult<()> {
     db.execute(Statement::from_sql_and_values(
         db.get_database_backend(),
@@ -136,72 +163,17 @@ pub async fn notify<C: ConnectionTrait>(db: &C, channel: &str, payload: &str) ->
     Ok(())
 }
 
-/// A claimed fang task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClaimedTask {
-    pub task_id: Uuid,
-    pub execution_id: Uuid,
-}
-
-/// fang's async queue (its own small pool), used to claim tasks.
-pub struct Queue {
-    fang: AsyncQueue,
-}
-
-impl Queue {
-    pub async fn connect(database_url: &str, pool_size: u32) -> CoreResult<Queue> {
-        let mut fang = AsyncQueue::builder()
-            .uri(database_url)
-            .max_pool_size(pool_size)
-            .build();
-        fang.connect()
-            .await
-            .map_err(|e| CoreError::Internal(anyhow::anyhow!("job queue connection: {e:?}")))?;
-        Ok(Queue { fang })
-    }
-
-    /// Claims the oldest runnable execution task, if any (fang marks it `in_progress`).
-    /// A task whose metadata is not ours is failed in fang so it stops coming back.
-    pub async fn claim_next(&self) -> CoreResult<Option<ClaimedTask>> {
-        loop {
-            let task = self
-                .fang
-                .fetch_and_touch_task(Some(TASK_TYPE.to_string()))
-                .await
-                .map_err(|e| CoreError::Internal(anyhow::anyhow!("claiming a task: {e:?}")))?;
-            let Some(task) = task else {
-                return Ok(None);
-            };
-            match execution_of(&task.metadata) {
-                Some(execution_id) => {
-                    return Ok(Some(ClaimedTask {
-                        task_id: task.id,
-                        execution_id,
-                    }));
-                }
-                None => {
-                    tracing::warn!(task_id = %task.id, "unreadable job queue task; marking it failed");
-                    self.fang
-                        .fail_task(&task, "not a crewgraph execution task")
-                        .await
-                        .map_err(|e| CoreError::Internal(anyhow::anyhow!("{e:?}")))?;
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn metadata_is_fangs_typetag_form_and_reads_back() {
+    fn metadata_is_fangs_typetag_form() {
         let id = Uuid::now_v7();
         let metadata = task_metadata(id).expect("metadata");
         assert_eq!(metadata["type"], "RunExecution");
         assert_eq!(metadata["execution_id"], id.to_string());
-        assert_eq!(execution_of(&metadata), Some(id));
-        assert_eq!(execution_of(&serde_json::json!({"type": "Other"})), None);
+        let task: Box<dyn AsyncRunnable> = serde_json::from_value(metadata).expect("fang reads it");
+        assert_eq!(task.task_type(), TASK_TYPE);
     }
 }
