@@ -88,6 +88,8 @@ pub struct WorkerConfig {
     /// OpenAI-compatible base URL (the Quickstart points it at `scripted-llm`).
     pub fallback_llm_base_url: Option<String>,
     pub fallback_llm_api_key: Option<SecretString>,
+    /// Days finished executions are kept (`CREWGRAPH_RETENTION_DAYS`); `None`: forever.
+    pub retention_days: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -311,6 +313,11 @@ impl Config {
         let max_attempts = reader
             .parse_ranged("CREWGRAPH_EXECUTION_MAX_ATTEMPTS", 3i32, 1, 100)
             .unwrap_or(3);
+        let retention_days = reader
+            .get("CREWGRAPH_RETENTION_DAYS")
+            .is_some()
+            .then(|| reader.parse_ranged("CREWGRAPH_RETENTION_DAYS", 1u32, 1, 36_500))
+            .flatten();
         let max_active_per_user = reader
             .parse_ranged("CREWGRAPH_MAX_ACTIVE_EXECUTIONS", 100i64, 1, 1_000_000)
             .unwrap_or(100);
@@ -488,6 +495,7 @@ impl Config {
                 max_attempts,
                 fallback_llm_base_url,
                 fallback_llm_api_key,
+                retention_days,
             },
             executions: ExecutionLimits {
                 max_active_per_user,

@@ -12,6 +12,7 @@ pub mod executions;
 pub mod fields;
 pub mod graph;
 pub mod graphs;
+pub mod jobs;
 pub mod pagination;
 pub mod shutdown;
 pub mod telemetry;

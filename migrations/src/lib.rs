@@ -11,6 +11,7 @@ mod m20261125_000003_provider_api_keys;
 mod m20261125_000004_workspaces;
 mod m20261125_000005_graphs_templates_threads;
 mod m20261125_000006_executions;
+mod m20261201_000007_retention;
 
 pub use m20261125_000005_graphs_templates_threads::BUILTIN_TEMPLATES;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_workspaces::Migration),
             Box::new(m20261125_000005_graphs_templates_threads::Migration),
             Box::new(m20261125_000006_executions::Migration),
+            Box::new(m20261201_000007_retention::Migration),
         ]
     }
 }

@@ -26,7 +26,8 @@ CREATE TABLE executions (
     inputs jsonb NOT NULL,
     result jsonb,
     error jsonb,
-    -- fang's task row for this execution (claiming goes through fang's queue).
+    -- fang's task row for this execution (claimed by the worker's own statement; see
+    -- core::executions::queue_task).
     queue_task_id uuid,
     -- Claims so far (every claim counts, so attempts never repeat); a worker's writes are
     -- fenced by the attempt it claimed.
@@ -48,8 +49,8 @@ CREATE INDEX executions_active_idx ON executions (user_id) WHERE status IN ('que
 CREATE INDEX executions_heartbeat_idx ON executions (heartbeat_at) WHERE status = 'running';
 CREATE INDEX executions_queued_task_idx ON executions (queue_task_id) WHERE status = 'queued';
 
--- fang's claim query orders runnable tasks of a type by creation; without this index it
--- sorts the whole queue on every claim.
+-- The worker's claim orders runnable tasks of a type by creation (as fang does); without
+-- this index it sorts the whole queue on every claim.
 CREATE INDEX fang_tasks_runnable_idx ON fang_tasks (task_type, created_at, scheduled_at)
     WHERE state IN ('new', 'retried');
 

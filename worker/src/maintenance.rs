@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crewgraph_core::executions::lifecycle;
+use crewgraph_core::jobs;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::WorkerContext;
@@ -108,6 +109,11 @@ pub async fn reaper(context: Arc<WorkerContext>, stopping: CancellationToken) {
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "reaper pass failed"),
+        }
+        match jobs::rescue(&context.db).await {
+            Ok(0) => {}
+            Ok(rescued) => tracing::warn!(rescued, "follow-up jobs cut off by a crash: retried"),
+            Err(error) => tracing::warn!(%error, "rescuing follow-up jobs failed"),
         }
     }
 }

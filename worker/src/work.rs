@@ -1,7 +1,8 @@
 //! `crewgraph-worker work`: wires the parts — LISTEN, claim loop, executions, event
-//! writer, heartbeat, reaper — and stops them in order on SIGTERM: no new claims, running
-//! crews get the grace period to finish, what is left goes back to the queue, every event
-//! is written, then the process exits.
+//! writer, heartbeat, reaper, and fang's pool for follow-up jobs — and stops them in order
+//! on SIGTERM: no new claims or jobs, running crews and jobs get the grace period to
+//! finish, what is left goes back to the queue, every event is written, then the process
+//! exits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use crewgraph_core::config::Config;
 use crewgraph_core::crew::llm::HttpLlmConnector;
 use crewgraph_core::crew::tools::ToolRegistry;
 use crewgraph_core::executions::credentials::Fallback;
+use crewgraph_core::jobs::JobPool;
 use crewgraph_core::{db, shutdown};
 use secrecy::ExposeSecret as _;
 use tokio::sync::{Notify, Semaphore};
@@ -22,6 +24,8 @@ use crate::{claim_loop, listener, maintenance};
 
 /// How long the worker waits for the database at start-up before giving up.
 const DATABASE_PATIENCE: Duration = Duration::from_secs(60);
+/// fang pool workers for follow-up jobs (they are short and rare).
+const JOB_WORKERS: u32 = 2;
 /// After the grace period, how long handed-back runs get to stop and be recorded.
 const HAND_BACK_PATIENCE: Duration = Duration::from_secs(10);
 
@@ -40,6 +44,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let database_url = config.database.url.expose_secret().to_string();
+    let retention = config
+        .worker
+        .retention_days
+        .map(|days| Duration::from_secs(u64::from(days) * 24 * 3600));
+    let jobs = JobPool::start(&database_url, db.clone(), retention, JOB_WORKERS).await?;
     let running = Arc::new(Running::default());
     let (writer, writer_task) = EventWriter::start(db.clone(), running.clone());
     let concurrency = config.worker.concurrency;
@@ -84,6 +93,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         worker_id = %context.worker_id,
         concurrency,
         fallback_llm = context.fallback.base_url.is_some(),
+        retention_days = config.worker.retention_days,
         "crewgraph-worker ready"
     );
 
@@ -96,6 +106,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     stopping.cancel();
     let _ = claims.await;
+    let jobs_done = tokio::spawn(jobs.shutdown(grace));
     let all_slots = u32::try_from(concurrency).unwrap_or(u32::MAX);
     let drained = tokio::time::timeout(grace, context.slots.acquire_many(all_slots))
         .await
@@ -112,6 +123,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         {
             tracing::warn!("some runs did not stop in time; the reaper will recover them");
         }
+    }
+    if !jobs_done.await.unwrap_or(false) {
+        tracing::warn!("follow-up jobs still running: fang retries them after their lease");
     }
     stopped.cancel();
     for task in background {

@@ -13,6 +13,7 @@ fn bad_configuration_exits_non_zero_naming_every_bad_variable() {
         .current_dir(std::env::temp_dir())
         .env("CREWGRAPH_ENV", "production")
         .env("CREWGRAPH_WORKER_CONCURRENCY", "lots")
+        .env("CREWGRAPH_RETENTION_DAYS", "0")
         .output()
         .expect("run crewgraph-worker");
     assert_eq!(output.status.code(), Some(78));
@@ -21,6 +22,7 @@ fn bad_configuration_exits_non_zero_naming_every_bad_variable() {
         "DATABASE_URL",
         "CREWGRAPH_ENCRYPTION_KEYS",
         "CREWGRAPH_WORKER_CONCURRENCY",
+        "CREWGRAPH_RETENTION_DAYS",
     ] {
         assert!(
             stderr.contains(variable),
