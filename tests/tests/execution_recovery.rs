@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crewgraph_tests::TcpProxy;
-use crewgraph_tests::http::{JWT_SECRET, api, body, get, signed_up};
+use crewgraph_tests::http::{JWT_SECRET, api, body, get, post, signed_up};
 use crewgraph_tests::pipeline::{
     assert_contiguous, create_graph, database, event_log, kickoff, one_task_graph, open_stream,
     read_to_end, spawn_worker, wait_for_status,
@@ -280,4 +280,78 @@ async fn a_stopping_worker_finishes_its_crews_or_hands_them_back() {
         })
         .count();
     assert_eq!(terminal, 1, "exactly one terminal event");
+}
+
+/// A run that ends while a heartbeat is under way is not a lost claim. Two runs, Y then X
+/// (ids in that order); the test holds Y's row, so a heartbeat (its snapshot lists both)
+/// waits on Y before it reaches X; meanwhile X is cancelled and its end recorded. When the
+/// heartbeat reaches X, X is no longer running — because it ended, not because it was lost.
+#[tokio::test]
+async fn a_run_that_ends_during_a_heartbeat_is_not_reported_lost() {
+    let db = database().await;
+    let llm = ScriptedLlm::start(script(json!({"latency_ms": 60000}))).await;
+    let api = api(&db).await;
+    // A heartbeat every 2 s, each given 2 s to answer.
+    let worker = spawn_worker(
+        &db.url,
+        &llm.openai_base_url(),
+        &[("CREWGRAPH_WORKER_LOST_AFTER_SECS", "10")],
+    )
+    .await;
+    let token = signed_up(&api, "heartbeat@example.com").await;
+    let graph = create_graph(&api, &token, one_task_graph()).await;
+    let held = kickoff(&api, &token, &graph, json!({"question": "y"})).await;
+    let ending = kickoff(&api, &token, &graph, json!({"question": "x"})).await;
+    let [held, ending] = [&held, &ending].map(|e| e["id"].as_str().expect("id").to_string());
+    assert!(held < ending, "ids are time-ordered");
+    wait_for_requests(&llm, 2).await;
+
+    let mut holder = db.connect().await;
+    sqlx::query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .expect("begin");
+    sqlx::query("SELECT 1 FROM executions WHERE id = $1::uuid FOR UPDATE")
+        .bind(&held)
+        .execute(&mut holder)
+        .await
+        .expect("hold the first run's row");
+    let mut watcher = db.connect().await;
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE '%jsonb_array_elements($2::jsonb) x%'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .expect("pg_stat_activity");
+        if waiting > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no heartbeat came");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    post(
+        &api,
+        &format!("/api/v1/executions/{ending}/cancel"),
+        Some(&token),
+        json!({}),
+    )
+    .await;
+    wait_for_status(&api, &token, &ending, Some("cancelled"), RUN_TIMEOUT).await;
+    sqlx::query("COMMIT")
+        .execute(&mut holder)
+        .await
+        .expect("release");
+    // Let the heartbeat finish, then one more.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let false_alarms: Vec<String> = worker
+        .logs()
+        .into_iter()
+        .filter(|line| line.contains("claim lost") || line.contains("heartbeat failed"))
+        .collect();
+    assert!(false_alarms.is_empty(), "{false_alarms:?}");
+    let still = body(get(&api, &format!("/api/v1/executions/{held}"), &token).await).await;
+    assert_eq!(still["status"], "running", "the held run goes on");
 }
