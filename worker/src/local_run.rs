@@ -19,6 +19,7 @@ use crewgraph_core::crew::tools::ToolRegistry;
 use crewgraph_core::crew::{
     CrewOutput, CrewSpec, EventSink, LlmSpec, RunDeps, RunError, RuntimeEvent, run_crew,
 };
+use crewgraph_core::executions::lifecycle::Outcome;
 use crewgraph_core::graph::compile::compile;
 use crewgraph_core::graph::problems::{Problem, Severity};
 use crewgraph_core::graph::validate::validate;
@@ -139,9 +140,7 @@ async fn run(args: RunArgs) -> Result<(), Failure> {
     let result = run_crew(&spec, &inputs, deps, &sink, cancel).await;
     signals.abort();
     if let Err(RunError::Cancelled) = &result {
-        sink.emit(RuntimeEvent::ExecutionCancelled {
-            reason: "interrupted by a signal".into(),
-        });
+        sink.emit(Outcome::cancelled("interrupted by a signal").terminal_event());
     }
     // Every event is on stdout before the result line.
     drop(sink);

@@ -196,3 +196,49 @@ impl EventSink for ExecutionSink {
         Box::pin(self.inner.drain_outbox())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::{Context, Poll};
+
+    fn task_event(n: usize) -> RuntimeEvent {
+        RuntimeEvent::TaskFailed {
+            task_id: n.to_string(),
+            error: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_writer_holds_the_run_at_ready_and_keeps_the_order() {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(2);
+        let sink = ExecutionSink::new(Uuid::now_v7(), 1, EventWriter { sender });
+        // emit never blocks, whatever the channel holds.
+        for n in 0..5 {
+            sink.emit(task_event(n));
+        }
+        let mut ready = sink.ready();
+        let waker = futures::task::noop_waker();
+        let mut context = Context::from_waker(&waker);
+        assert!(
+            ready.as_mut().poll(&mut context).is_pending(),
+            "the run waits while the writer is full"
+        );
+        let mut order = Vec::new();
+        let mut released = false;
+        while order.len() < 5 {
+            let Some(WriterMessage::Event { event, .. }) = receiver.recv().await else {
+                panic!("expected an event");
+            };
+            if let RuntimeEvent::TaskFailed { task_id, .. } = event {
+                order.push(task_id);
+            }
+            // The waiting run moves on as room appears.
+            if !released {
+                released = ready.as_mut().poll(&mut context) == Poll::Ready(());
+            }
+        }
+        assert_eq!(order, ["0", "1", "2", "3", "4"]);
+        assert!(released, "the run went on once its events were taken");
+    }
+}
