@@ -98,7 +98,53 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     stop.await;
-    let grace = Duration::from_secs(config.worker.shutdown_grace_secs);
+    shut_down(Stopping {
+        context,
+        running,
+        jobs,
+        claims,
+        background,
+        writer_task,
+        stopping,
+        stopped,
+        grace: Duration::from_secs(config.worker.shutdown_grace_secs),
+        concurrency,
+    })
+    .await?;
+    db.close().await?;
+    tracing::info!("crewgraph-worker stopped");
+    Ok(())
+}
+
+/// What the shutdown sequence stops, in order.
+struct Stopping {
+    context: Arc<WorkerContext>,
+    running: Arc<Running>,
+    jobs: JobPool,
+    claims: tokio::task::JoinHandle<()>,
+    background: [tokio::task::JoinHandle<()>; 3],
+    writer_task: tokio::task::JoinHandle<()>,
+    stopping: CancellationToken,
+    stopped: CancellationToken,
+    grace: Duration,
+    concurrency: usize,
+}
+
+/// No new claims or jobs; running crews (and jobs) get the grace period; the rest is
+/// handed back; every event is written.
+async fn shut_down(parts: Stopping) -> anyhow::Result<()> {
+    let Stopping {
+        context,
+        running,
+        jobs,
+        claims,
+        background,
+        writer_task,
+        stopping,
+        stopped,
+        grace,
+        concurrency,
+    } = parts;
     tracing::info!(
         running = running.len(),
         grace_secs = grace.as_secs(),
@@ -139,8 +185,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     {
         tracing::warn!("the event writer did not finish in time");
     }
-    db.close().await?;
-    tracing::info!("crewgraph-worker stopped");
     Ok(())
 }
 

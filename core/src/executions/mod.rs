@@ -182,53 +182,8 @@ async fn kickoff_in(
             details: json!({ "problems": problems }),
         },
     )?;
-    let missing: Vec<&String> = plan
-        .inputs
-        .iter()
-        .filter(|name| !inputs.contains_key(name.as_str()))
-        .collect();
-    if !missing.is_empty() {
-        return Err(CoreError::Problems {
-            code: "missing_inputs",
-            message: format!(
-                "the graph needs these kickoff inputs: {}",
-                missing
-                    .iter()
-                    .map(|m| m.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            details: json!({ "missing": missing, "required": plan.inputs }),
-        });
-    }
-    // Serialise kickoffs of one user, so the active-execution limit holds under races.
-    txn.execute(Statement::from_sql_and_values(
-        txn.get_database_backend(),
-        "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
-        [principal.user_id.into()],
-    ))
-    .await?;
-    let active = txn
-        .query_one(Statement::from_sql_and_values(
-            txn.get_database_backend(),
-            // Counting stops at the limit: the cost stays bounded however many are queued.
-            "SELECT count(*) AS active FROM (SELECT 1 FROM executions \
-               WHERE user_id = $1 AND status IN ('queued', 'running') LIMIT $2) AS active",
-            [principal.user_id.into(), max_active.into()],
-        ))
-        .await?
-        .map(|row| row.try_get::<i64>("", "active"))
-        .transpose()?
-        .unwrap_or(0);
-    if active >= max_active {
-        return Err(CoreError::Quota {
-            code: "too_many_active_executions",
-            message: format!(
-                "you already have {active} queued or running executions (the limit is {max_active}); \
-                 wait for one to finish or cancel one"
-            ),
-        });
-    }
+    check_inputs_present(&plan.inputs, &inputs)?;
+    reserve_active_slot(txn, principal, max_active).await?;
     let id = Uuid::now_v7();
     let task_id = Uuid::now_v7();
     let spec_json = serde_json::to_value(&spec).map_err(anyhow::Error::from)?;
@@ -268,6 +223,66 @@ async fn kickoff_in(
     .await?;
     execution.last_seq = appended.first().map_or(execution.last_seq, |a| a.last_seq);
     Ok(execution)
+}
+
+/// Every input the graph's placeholders name is given.
+fn check_inputs_present(required: &[String], inputs: &Map<String, Value>) -> CoreResult<()> {
+    let missing: Vec<&String> = required
+        .iter()
+        .filter(|name| !inputs.contains_key(name.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(CoreError::Problems {
+            code: "missing_inputs",
+            message: format!(
+                "the graph needs these kickoff inputs: {}",
+                missing
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            details: json!({ "missing": missing, "required": required }),
+        });
+    }
+    Ok(())
+}
+
+/// Holds the caller's row (kickoffs of one user take turns) and checks the active limit.
+async fn reserve_active_slot(
+    txn: &DatabaseTransaction,
+    principal: &Principal,
+    max_active: i64,
+) -> CoreResult<()> {
+    // Serialise kickoffs of one user, so the active-execution limit holds under races.
+    txn.execute(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        "SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE",
+        [principal.user_id.into()],
+    ))
+    .await?;
+    let active = txn
+        .query_one(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            // Counting stops at the limit: the cost stays bounded however many are queued.
+            "SELECT count(*) AS active FROM (SELECT 1 FROM executions \
+               WHERE user_id = $1 AND status IN ('queued', 'running') LIMIT $2) AS active",
+            [principal.user_id.into(), max_active.into()],
+        ))
+        .await?
+        .map(|row| row.try_get::<i64>("", "active"))
+        .transpose()?
+        .unwrap_or(0);
+    if active >= max_active {
+        return Err(CoreError::Quota {
+            code: "too_many_active_executions",
+            message: format!(
+                "you already have {active} queued or running executions (the limit is {max_active}); \
+                 wait for one to finish or cancel one"
+            ),
+        });
+    }
+    Ok(())
 }
 
 pub async fn get(
