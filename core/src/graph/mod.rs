@@ -3,9 +3,13 @@
 
 pub mod compile;
 pub mod document;
+mod field_checks;
 pub mod node_types;
 pub mod placeholders;
+mod plan;
+mod plan_rules;
 pub mod problems;
+mod shape;
 pub mod validate;
 
 #[cfg(test)]

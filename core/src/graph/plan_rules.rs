@@ -1,0 +1,105 @@
+//! CrewAI's crew rules checked against the plan: a manager for hierarchical crews, the
+//! async task rules, and nodes connected to nothing.
+
+use serde_json::Value;
+
+use crate::graph::document::{Document, Node, NodeKind};
+use crate::graph::plan::{PlannedTask, Process};
+use crate::graph::problems::{Problem, Problems};
+use crate::graph::shape::Edges;
+
+/// CrewAI: "Attribute `manager_llm` or `manager_agent` is required when using hierarchical process."
+pub(crate) fn check_manager(edges: &Edges, crew: Option<&Node>, problems: &mut Problems) {
+    let inline = crew
+        .and_then(|c| c.data.get("manager_llm"))
+        .and_then(Value::as_str)
+        .is_some_and(|m| !m.trim().is_empty());
+    let linked = crew.is_some_and(|c| edges.llms_of.contains_key(&c.id));
+    if !inline && !linked {
+        let mut problem = Problem::error(
+            "missing_manager_llm",
+            "Attribute `manager_llm` or `manager_agent` is required when using hierarchical process.",
+        );
+        if let Some(crew) = crew {
+            problem = problem.node(&crew.id).field("manager_llm");
+        }
+        problems.push(problem);
+    }
+}
+
+pub(crate) fn check_async_rules(
+    tasks: &[PlannedTask],
+    document: &Document,
+    problems: &mut Problems,
+) {
+    let description = |id: &str| {
+        document
+            .node(id)
+            .and_then(|n| n.data.get("description"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let trailing_async = tasks.iter().rev().take_while(|t| t.async_execution).count();
+    if trailing_async > 1 {
+        problems.push(Problem::error(
+            "async_task_count",
+            "The crew must end with at most one asynchronous task.",
+        ));
+    }
+    // An async task may not take context from the run of async tasks right before it.
+    for (index, task) in tasks.iter().enumerate() {
+        if !task.async_execution {
+            continue;
+        }
+        let run: Vec<&str> = tasks[..index]
+            .iter()
+            .rev()
+            .take_while(|t| t.async_execution)
+            .map(|t| t.node_id.as_str())
+            .collect();
+        if task
+            .context
+            .iter()
+            .flatten()
+            .any(|c| run.contains(&c.as_str()))
+        {
+            problems.push(
+                Problem::error(
+                    "async_context_sequential",
+                    format!(
+                        "Task '{}' is asynchronous and cannot include other sequential asynchronous tasks in its context.",
+                        description(&task.node_id)
+                    ),
+                )
+                .node(&task.node_id),
+            );
+        }
+    }
+}
+
+pub(crate) fn check_isolated(
+    document: &Document,
+    edges: &Edges,
+    process: Process,
+    problems: &mut Problems,
+) {
+    for node in &document.nodes {
+        if node.kind == NodeKind::Crew || edges.connected.contains(&node.id) {
+            continue;
+        }
+        // In a hierarchical crew every agent is on the manager's team and tasks need no
+        // agent, so neither is idle without edges; a lone tool or llm does nothing.
+        if process == Process::Hierarchical && matches!(node.kind, NodeKind::Agent | NodeKind::Task)
+        {
+            continue;
+        }
+        problems.push(
+            Problem::warning(
+                "isolated_node",
+                format!("this {} is not connected to anything", node.kind.as_str()),
+            )
+            .node(&node.id),
+        );
+    }
+}
