@@ -1,223 +1,165 @@
-//! Field checks of a node's `data`, per node kind, with CrewAI's messages where CrewAI
-//! has one.
+//! Field checks of a node's `data`: each described field (see `fields`) checked against its
+//! descriptor, with CrewAI's codes and messages where CrewAI has them. This is the one
+//! place node fields are checked; what the checks need beyond the node is in
+//! `FieldContext`.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::graph::document::{Node, NodeKind};
+use crate::graph::document::Node;
+use crate::graph::fields::{Field, FieldType, fields_of};
 use crate::graph::placeholders;
 use crate::graph::problems::{Problem, Problems};
 
-/// Field checks per node kind, with CrewAI's messages where CrewAI has one.
-pub(crate) fn check_node_data(
-    node: &Node,
-    tool_exists: &dyn Fn(&str) -> bool,
-    problems: &mut Problems,
-) {
-    let mut fields = FieldChecker { node, problems };
-    match node.kind {
-        NodeKind::Agent => {
-            for field in ["role", "goal", "backstory"] {
-                fields.required_text(field);
-            }
-            fields.optional_text("llm");
-            fields.one_of("tool_calling", &["react", "native"]);
-            fields.positive_int("max_iter");
-            fields.positive_int("max_rpm");
-            fields.positive_int("max_retry_limit");
-            if let Some(value) = node.data.get("max_execution_time")
-                && !value.is_null()
-                && value.as_u64().is_none_or(|v| v == 0)
-            {
-                fields.problems.push(
-                    Problem::error(
-                        "invalid_max_execution_time",
-                        "Max Execution time must be a positive integer greater than zero",
-                    )
+/// What field checks need to know beyond the node itself.
+pub struct FieldContext<'a> {
+    /// Whether a tool name is in the tool repository.
+    pub tool_exists: &'a dyn Fn(&str) -> bool,
+}
+
+pub(crate) fn check_node_data(node: &Node, context: &FieldContext<'_>, problems: &mut Problems) {
+    for field in fields_of(node.kind) {
+        if let Err(Wrong { code, message }) = check_field(field, node.data.get(field.name), context)
+        {
+            problems.push(
+                Problem::error(code, message)
                     .node(&node.id)
-                    .field("max_execution_time"),
-                );
-            }
-            for flag in [
-                "allow_delegation",
-                "verbose",
-                "use_system_prompt",
-                "respect_context_window",
-                "cache",
-            ] {
-                fields.optional_bool(flag);
-            }
+                    .field(field.name),
+            );
         }
-        NodeKind::Task => {
-            fields.required_text("description");
-            fields.required_text("expected_output");
-            fields.optional_text("name");
-            fields.optional_bool("async_execution");
-            fields.optional_bool("markdown");
-            if let Some(Value::String(path)) = node.data.get("output_file") {
-                if let Err(message) = check_output_file(path) {
-                    fields.problems.push(
-                        Problem::error("invalid_output_file", message)
-                            .node(&node.id)
-                            .field("output_file"),
-                    );
-                }
+    }
+}
+
+/// What is wrong with a field: a problem's code and message.
+struct Wrong {
+    code: &'static str,
+    message: String,
+}
+
+impl Wrong {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Wrong {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// `null` means unset, for every field.
+fn check_field(
+    field: &Field,
+    value: Option<&Value>,
+    context: &FieldContext<'_>,
+) -> Result<(), Wrong> {
+    let value = match value {
+        None | Some(Value::Null) if field.required => return Err(missing(field)),
+        None | Some(Value::Null) => return Ok(()),
+        Some(value) => value,
+    };
+    if field.required && value.as_str().is_some_and(|text| text.trim().is_empty()) {
+        return Err(missing(field));
+    }
+    check_value(field, value, context)
+}
+
+/// CrewAI: "{field} must be provided either directly or through config".
+fn missing(field: &Field) -> Wrong {
+    Wrong::new(
+        "missing_field",
+        format!(
+            "{} must be provided either directly or through config",
+            field.name
+        ),
+    )
+}
+
+fn invalid(field: &Field, message: String) -> Wrong {
+    match field.crewai_error {
+        Some((code, crewai_message)) => Wrong::new(code, crewai_message),
+        None => Wrong::new("invalid_field", message),
+    }
+}
+
+fn check_value(field: &Field, value: &Value, context: &FieldContext<'_>) -> Result<(), Wrong> {
+    let name = field.name;
+    let text = || {
+        value
+            .as_str()
+            .ok_or_else(|| invalid(field, format!("`{name}` must be text")))
+    };
+    let ok_or = |valid: bool, message: String| {
+        if valid {
+            Ok(())
+        } else {
+            Err(invalid(field, message))
+        }
+    };
+    match field.ty {
+        FieldType::Text => text().map(|_| ()),
+        FieldType::HttpUrl => {
+            let url = text()?;
+            ok_or(
+                url.starts_with("http://") || url.starts_with("https://"),
+                format!("`{name}` must be an http:// or https:// URL"),
+            )
+        }
+        FieldType::Uuid => ok_or(
+            value
+                .as_str()
+                .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok()),
+            format!("`{name}` must be a UUID"),
+        ),
+        FieldType::OutputFile => {
+            check_output_file(text()?).map_err(|message| Wrong::new("invalid_output_file", message))
+        }
+        FieldType::ToolName => {
+            let tool = text()?;
+            if (context.tool_exists)(tool) {
+                Ok(())
             } else {
-                fields.optional_text("output_file");
-            }
-            if let Some(order) = node.data.get("order")
-                && !order.is_null()
-                && !order.is_number()
-            {
-                fields.invalid("order", "`order` must be a number");
+                Err(Wrong::new(
+                    "unknown_tool",
+                    format!("there is no tool named `{tool}` in the tool repository"),
+                ))
             }
         }
-        NodeKind::Tool => {
-            if let Some(name) = fields.required_text("tool")
-                && !tool_exists(&name)
-            {
-                fields.problems.push(
-                    Problem::error(
-                        "unknown_tool",
-                        format!("there is no tool named `{name}` in the tool repository"),
-                    )
-                    .node(&node.id)
-                    .field("tool"),
-                );
-            }
+        FieldType::Choice(options) => ok_or(
+            value.as_str().is_some_and(|v| options.contains(&v)),
+            format!("`{name}` must be one of: {}", options.join(", ")),
+        ),
+        FieldType::Bool => ok_or(
+            value.is_boolean(),
+            format!("`{name}` must be true or false"),
+        ),
+        FieldType::Integer { min: Some(min) } => ok_or(
+            value.as_u64().is_some_and(|v| v >= min),
+            if min == 1 {
+                format!("`{name}` must be a whole number greater than zero")
+            } else {
+                format!("`{name}` must be a whole number of at least {min}")
+            },
+        ),
+        FieldType::Integer { min: None } => {
+            ok_or(value.is_i64(), format!("`{name}` must be a whole number"))
         }
-        NodeKind::Llm => {
-            fields.required_text("model");
-            fields.optional_text("base_url");
-            if let Some(Value::String(url)) = node.data.get("base_url")
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
-                fields.invalid("base_url", "`base_url` must be an http:// or https:// URL");
-            }
-            if let Some(value) = node.data.get("api_key_id")
-                && !value.is_null()
-                && value
-                    .as_str()
-                    .is_none_or(|id| uuid::Uuid::parse_str(id).is_err())
-            {
-                fields.invalid(
-                    "api_key_id",
-                    "`api_key_id` must be the id of a stored API key",
-                );
-            }
-            fields.number_in("temperature", 0.0, 2.0);
-            fields.number_in("top_p", 0.0, 1.0);
-            fields.number_in("timeout", 0.001, 3600.0);
-            fields.positive_int("max_tokens");
-            fields.optional_bool("stream");
-        }
-        NodeKind::Crew => {
-            if let Some(process) = node.data.get("process")
-                && !process.is_null()
-                && !matches!(process.as_str(), Some("sequential" | "hierarchical"))
-            {
-                fields.invalid(
-                    "process",
-                    "`process` must be `sequential` or `hierarchical`",
-                );
-            }
-            fields.optional_text("manager_llm");
-            fields.positive_int("max_rpm");
-        }
+        FieldType::Number { min, above, max } => ok_or(
+            value.as_f64().is_some_and(|v| {
+                min.is_none_or(|min| v >= min)
+                    && above.is_none_or(|above| v > above)
+                    && max.is_none_or(|max| v <= max)
+            }),
+            format!("`{name}` must be a number{}", range_text(min, above, max)),
+        ),
     }
 }
 
-struct FieldChecker<'a> {
-    node: &'a Node,
-    problems: &'a mut Problems,
-}
-
-impl FieldChecker<'_> {
-    fn data(&self) -> &Map<String, Value> {
-        &self.node.data
-    }
-
-    fn invalid(&mut self, field: &str, message: &str) {
-        self.problems.push(
-            Problem::error("invalid_field", message)
-                .node(&self.node.id)
-                .field(field),
-        );
-    }
-
-    /// CrewAI: "{field} must be provided either directly or through config".
-    fn required_text(&mut self, field: &str) -> Option<String> {
-        match self.data().get(field) {
-            Some(Value::String(text)) if !text.trim().is_empty() => Some(text.clone()),
-            Some(Value::String(_)) | None | Some(Value::Null) => {
-                self.problems.push(
-                    Problem::error(
-                        "missing_field",
-                        format!("{field} must be provided either directly or through config"),
-                    )
-                    .node(&self.node.id)
-                    .field(field),
-                );
-                None
-            }
-            Some(_) => {
-                self.invalid(field, &format!("`{field}` must be text"));
-                None
-            }
-        }
-    }
-
-    fn optional_text(&mut self, field: &str) {
-        if let Some(value) = self.data().get(field)
-            && !value.is_null()
-            && !value.is_string()
-        {
-            self.invalid(field, &format!("`{field}` must be text"));
-        }
-    }
-
-    fn optional_bool(&mut self, field: &str) {
-        if let Some(value) = self.data().get(field)
-            && !value.is_null()
-            && !value.is_boolean()
-        {
-            self.invalid(field, &format!("`{field}` must be true or false"));
-        }
-    }
-
-    fn one_of(&mut self, field: &str, allowed: &[&str]) {
-        if let Some(value) = self.data().get(field)
-            && !value.is_null()
-            && !value.as_str().is_some_and(|v| allowed.contains(&v))
-        {
-            self.invalid(
-                field,
-                &format!("`{field}` must be one of: {}", allowed.join(", ")),
-            );
-        }
-    }
-
-    fn number_in(&mut self, field: &str, min: f64, max: f64) {
-        if let Some(value) = self.data().get(field)
-            && !value.is_null()
-            && !value.as_f64().is_some_and(|v| (min..=max).contains(&v))
-        {
-            self.invalid(
-                field,
-                &format!("`{field}` must be a number from {min} to {max}"),
-            );
-        }
-    }
-
-    fn positive_int(&mut self, field: &str) {
-        if let Some(value) = self.data().get(field)
-            && !value.is_null()
-            && value.as_u64().is_none_or(|v| v == 0)
-        {
-            self.invalid(
-                field,
-                &format!("`{field}` must be a whole number greater than zero"),
-            );
-        }
+fn range_text(min: Option<f64>, above: Option<f64>, max: Option<f64>) -> String {
+    match (min, above, max) {
+        (Some(min), _, Some(max)) => format!(" from {min} to {max}"),
+        (None, Some(above), Some(max)) => format!(" greater than {above} and at most {max}"),
+        (Some(min), _, None) => format!(" of at least {min}"),
+        (None, Some(above), None) => format!(" greater than {above}"),
+        (None, None, Some(max)) => format!(" of at most {max}"),
+        (None, None, None) => String::new(),
     }
 }
 

@@ -3,7 +3,9 @@
 
 pub mod compile;
 pub mod document;
-mod field_checks;
+pub mod field_checks;
+mod field_table;
+pub mod fields;
 pub mod node_types;
 pub mod placeholders;
 mod plan;
@@ -12,6 +14,8 @@ pub mod problems;
 mod shape;
 pub mod validate;
 
+#[cfg(test)]
+mod fields_tests;
 #[cfg(test)]
 mod validate_props;
 #[cfg(test)]

@@ -3,12 +3,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use serde::Serialize;
-use serde_json::Value;
-
 use crate::graph::document::{Document, Node, NodeKind};
 use crate::graph::problems::{Problem, Problems};
 use crate::graph::shape::Edges;
+use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -61,7 +59,7 @@ pub(crate) fn tool_names(document: &Document, tool_nodes: &[String]) -> Vec<Stri
     for name in tool_nodes
         .iter()
         .filter_map(|t| document.node(t))
-        .filter_map(|t| t.data.get("tool").and_then(Value::as_str))
+        .filter_map(|t| t.fields().text("tool"))
     {
         if !names.iter().any(|n| n == name) {
             names.push(name.to_string());
@@ -106,11 +104,7 @@ pub(crate) fn order_tasks(
         .filter(|n| n.kind == NodeKind::Task)
         .collect();
     let key = |node: &Node| {
-        let order = node
-            .data
-            .get("order")
-            .and_then(Value::as_f64)
-            .unwrap_or(f64::MAX);
+        let order = node.fields().number("order").unwrap_or(f64::MAX);
         (OrderedF64(order), OrderedF64(node.y), node.id.clone())
     };
     let mut incoming: HashMap<&str, usize> = tasks.iter().map(|t| (t.id.as_str(), 0)).collect();
@@ -204,11 +198,8 @@ pub(crate) fn plan_tasks(
                 .node(id),
             );
         }
-        let description = node
-            .data
-            .get("description")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let fields = node.fields();
+        let description = fields.text("description").unwrap_or_default();
         if agents.is_empty() && process == Process::Sequential {
             problems.push(
                 Problem::error(
@@ -241,19 +232,11 @@ pub(crate) fn plan_tasks(
         });
         tasks.push(PlannedTask {
             node_id: id.clone(),
-            name: node
-                .data
-                .get("name")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            name: fields.text("name").map(str::to_string),
             agent,
             context,
             tools,
-            async_execution: node
-                .data
-                .get("async_execution")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            async_execution: fields.flag("async_execution"),
         });
     }
     tasks

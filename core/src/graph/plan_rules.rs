@@ -1,8 +1,6 @@
 //! CrewAI's crew rules checked against the plan: a manager for hierarchical crews, the
 //! async task rules, and nodes connected to nothing.
 
-use serde_json::Value;
-
 use crate::graph::document::{Document, Node, NodeKind};
 use crate::graph::plan::{PlannedTask, Process};
 use crate::graph::problems::{Problem, Problems};
@@ -10,10 +8,7 @@ use crate::graph::shape::Edges;
 
 /// CrewAI: "Attribute `manager_llm` or `manager_agent` is required when using hierarchical process."
 pub(crate) fn check_manager(edges: &Edges, crew: Option<&Node>, problems: &mut Problems) {
-    let inline = crew
-        .and_then(|c| c.data.get("manager_llm"))
-        .and_then(Value::as_str)
-        .is_some_and(|m| !m.trim().is_empty());
+    let inline = crew.is_some_and(|c| c.fields().text("manager_llm").is_some());
     let linked = crew.is_some_and(|c| edges.llms_of.contains_key(&c.id));
     if !inline && !linked {
         let mut problem = Problem::error(
@@ -35,9 +30,8 @@ pub(crate) fn check_async_rules(
     let description = |id: &str| {
         document
             .node(id)
-            .and_then(|n| n.data.get("description"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
+            .and_then(|n| n.fields().text("description"))
+            .unwrap_or_default()
             .to_string()
     };
     let trailing_async = tasks.iter().rev().take_while(|t| t.async_execution).count();

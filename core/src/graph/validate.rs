@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use crate::graph::document::{self, Node, NodeKind};
-use crate::graph::field_checks::check_node_data;
+use crate::graph::field_checks::{FieldContext, check_node_data};
 use crate::graph::placeholders;
 pub use crate::graph::plan::{Plan, PlannedAgent, PlannedTask, Process};
 use crate::graph::plan::{order_tasks, plan_agents, plan_tasks};
@@ -31,20 +31,14 @@ pub fn validate(value: &Value, tool_exists: &dyn Fn(&str) -> bool) -> Validation
     check_ids(&document, &mut problems);
     let crew = check_crew_nodes(&document, &mut problems);
     let edges = check_edges(&document, &mut problems);
+    let context = FieldContext { tool_exists };
     for node in &document.nodes {
-        check_node_data(node, tool_exists, &mut problems);
+        check_node_data(node, &context, &mut problems);
     }
-    let process = crew
-        .and_then(|c| c.data.get("process"))
-        .and_then(Value::as_str)
-        .map(|p| {
-            if p == "hierarchical" {
-                Process::Hierarchical
-            } else {
-                Process::Sequential
-            }
-        })
-        .unwrap_or(Process::Sequential);
+    let process = match crew.and_then(|c| c.fields().text("process")) {
+        Some("hierarchical") => Process::Hierarchical,
+        _ => Process::Sequential,
+    };
     let order = order_tasks(&document, &edges, &mut problems);
     let tasks = plan_tasks(&document, &edges, &order, process, &mut problems);
     if process == Process::Hierarchical {
@@ -81,6 +75,6 @@ pub fn validate_node(
         data,
     };
     let mut problems = Problems::new();
-    check_node_data(&node, tool_exists, &mut problems);
+    check_node_data(&node, &FieldContext { tool_exists }, &mut problems);
     problems
 }
