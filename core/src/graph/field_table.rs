@@ -69,7 +69,9 @@ const TASK: &[Field] = &[
         .default(Bool(false)).crewai(CrewAiDefault("False")),
     Field::new("markdown", T::Bool, "Ask for a Markdown-formatted final answer.")
         .default(Bool(false)).crewai(CrewAiDefault("False")),
-    Field::new("order", T::Number { min: None, above: None, max: None }, "Breaks ties in task order between tasks that context edges do not order (lower first); then the vertical position.")
+    Field::new("no_context", T::Bool, "The task sees no earlier output (CrewAI `context=[]`). Without it, a task with no incoming task edge gets CrewAI's default context: every earlier output. Not together with task → task edges into this task.")
+        .default(Bool(false)),
+    Field::new("order", T::Number { min: None, above: None, max: None }, "Breaks ties in task order between tasks that context edges do not order (lower first); then the vertical position. A task cannot take context from a task with a higher `order` (CrewAI's future-task error).")
         .nullable(),
     Field::new("output_file", T::OutputFile, "Accepted and validated as CrewAI does; outputs are stored with the execution, not written to the server's disk.")
         .nullable().interpolated().crewai(CrewAiDefault("None")).checked_only(),

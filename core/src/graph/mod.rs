@@ -15,6 +15,8 @@ mod shape;
 pub mod validate;
 
 #[cfg(test)]
+mod context_tests;
+#[cfg(test)]
 mod fields_tests;
 #[cfg(test)]
 mod validate_props;

@@ -61,7 +61,7 @@ const AGENT_DESCRIPTION: &str = "An autonomous unit with a role, a goal and a ba
      tool → agent (may use it); llm → agent (its model).";
 const TASK_DESCRIPTION: &str = "A piece of work with a description and an expected output. Edges: \
      agent → task (who performs it); task → task (the target sees the source's output as \
-     context); tool → task (tools for this task only, instead of the agent's).";
+     context, in the order of these edges; `no_context` for none); tool → task (tools for this task only, instead of the agent's).";
 const TOOL_DESCRIPTION: &str = "A tool from the tool repository. Edges: tool → agent, tool → task.";
 const LLM_DESCRIPTION: &str = "A model and its settings. Edges: llm → agent (the agent's model), \
      llm → crew (the manager's model in a hierarchical crew). An agent's inline `llm` \

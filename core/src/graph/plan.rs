@@ -223,13 +223,12 @@ pub(crate) fn plan_tasks(
             own_tools
         };
         let tools = tool_names(document, &tool_nodes);
-        let context = edges.context_of_task.get(id).map(|sources| {
-            order
-                .iter()
-                .filter(|o| sources.contains(o))
-                .cloned()
-                .collect::<Vec<_>>()
-        });
+        // CrewAI joins an explicit context in the author's order: that of the edges.
+        let context = if fields.flag("no_context") {
+            Some(Vec::new())
+        } else {
+            edges.context_of_task.get(id).cloned()
+        };
         tasks.push(PlannedTask {
             node_id: id.clone(),
             name: fields.text("name").map(str::to_string),

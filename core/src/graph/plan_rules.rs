@@ -22,6 +22,46 @@ pub(crate) fn check_manager(edges: &Edges, crew: Option<&Node>, problems: &mut P
     }
 }
 
+/// A task's context against its `no_context` flag and the author's `order` (CrewAI's
+/// `validate_context_no_future_tasks`: an explicit order is not silently overridden).
+pub(crate) fn check_context(document: &Document, edges: &Edges, problems: &mut Problems) {
+    for task in document.nodes.iter().filter(|n| n.kind == NodeKind::Task) {
+        let Some(sources) = edges.context_of_task.get(&task.id) else {
+            continue;
+        };
+        let fields = task.fields();
+        if fields.flag("no_context") {
+            problems.push(
+                Problem::error(
+                    "conflicting_context",
+                    "`no_context` says this task takes no context, but task → task edges give it some: remove one or the other",
+                )
+                .node(&task.id)
+                .field("no_context"),
+            );
+        }
+        let Some(order) = fields.number("order") else {
+            continue;
+        };
+        for source in sources.iter().filter_map(|id| document.node(id)) {
+            if source.fields().number("order").is_some_and(|o| o > order) {
+                problems.push(
+                    Problem::error(
+                        "context_on_future_task",
+                        format!(
+                            "Task '{}' has a context dependency on a future task '{}', which is not allowed.",
+                            fields.text("description").unwrap_or_default(),
+                            source.fields().text("description").unwrap_or_default()
+                        ),
+                    )
+                    .node(&task.id)
+                    .field("order"),
+                );
+            }
+        }
+    }
+}
+
 pub(crate) fn check_async_rules(
     tasks: &[PlannedTask],
     document: &Document,

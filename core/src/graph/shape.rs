@@ -11,7 +11,7 @@ use crate::graph::problems::{Problem, Problems};
 pub(crate) struct Edges {
     /// task id → agent ids
     pub agents_of_task: BTreeMap<String, Vec<String>>,
-    /// task id → context task ids (sources of task → task edges)
+    /// task id → context task ids (sources of task → task edges, in the document's order)
     pub context_of_task: BTreeMap<String, Vec<String>>,
     /// agent or task id → tool node ids
     pub tools_of: BTreeMap<String, Vec<String>>,

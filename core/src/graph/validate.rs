@@ -9,7 +9,7 @@ use crate::graph::field_checks::{FieldContext, check_node_data};
 use crate::graph::placeholders;
 pub use crate::graph::plan::{Plan, PlannedAgent, PlannedTask, Process};
 use crate::graph::plan::{order_tasks, plan_agents, plan_tasks};
-use crate::graph::plan_rules::{check_async_rules, check_isolated, check_manager};
+use crate::graph::plan_rules::{check_async_rules, check_context, check_isolated, check_manager};
 use crate::graph::problems::{Problem, Problems, has_errors};
 use crate::graph::shape::{check_crew_nodes, check_edges, check_ids};
 
@@ -44,6 +44,7 @@ pub fn validate(value: &Value, tool_exists: &dyn Fn(&str) -> bool) -> Validation
     if process == Process::Hierarchical {
         check_manager(&edges, crew, &mut problems);
     }
+    check_context(&document, &edges, &mut problems);
     check_async_rules(&tasks, &document, &mut problems);
     check_isolated(&document, &edges, process, &mut problems);
     if document.nodes.iter().all(|n| n.kind != NodeKind::Task) {
