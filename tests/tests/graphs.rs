@@ -1,8 +1,13 @@
 //! Graphs through HTTP: CRUD, optimistic concurrency, drafts, refusals that store nothing,
-//! version history, duplicate, export/import, listing, owner scoping.
+//! version history, duplicate, export/import, listing, owner scoping — and that what a
+//! graph says about task context reaches the model when it runs.
+
+use std::time::Duration;
 
 use crewgraph_tests::TestDatabase;
 use crewgraph_tests::http::{api, body, expect_error, get, post, send, signed_up, workspace};
+use crewgraph_tests::pipeline::{create_graph, kickoff, spawn_worker, wait_for_status};
+use crewgraph_tests::scripted_llm::{Script, ScriptedLlm};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -541,4 +546,74 @@ async fn oversized_and_malformed_bodies_store_nothing() {
     .await;
     let listed = body(get(&api, &graphs_path, &token).await).await;
     assert_eq!(listed["items"], json!([]));
+}
+
+/// One task node of the context graph; its answer is `out-{id}`.
+fn context_task(id: &str, y: i64, extra: Value) -> Value {
+    let mut data = json!({"description": format!("Do {id}"), "expected_output": "A word"});
+    if let (Some(data), Some(extra)) = (data.as_object_mut(), extra.as_object()) {
+        data.extend(extra.clone());
+    }
+    json!({"id": id, "type": "task", "position": {"x": 0, "y": y}, "data": data})
+}
+
+#[tokio::test]
+async fn the_authors_context_order_and_no_context_reach_the_model() {
+    let db = TestDatabase::migrated().await;
+    let rules: Vec<Value> = ["t1", "t2", "t3", "t4"]
+        .iter()
+        .map(|id| {
+            json!({"when": {"last_message_contains": format!("Current Task: Do {id}")},
+                   "reply": {"text": format!("Thought: I now can give a great answer\nFinal Answer: out-{id}")}})
+        })
+        .collect();
+    let script: Script =
+        serde_json::from_value(json!({"rules": rules, "fallback": "error"})).expect("script");
+    let llm = ScriptedLlm::start(script).await;
+    let api = api(&db).await;
+    let _worker = spawn_worker(&db.url, &llm.openai_base_url(), &[]).await;
+    let token = signed_up(&api, "context-run@example.com").await;
+    // t3: CrewAI `context=[t2, t1]` (the order of its incoming edges); t4: `context=[]`.
+    let document = json!({
+        "nodes": [
+            {"id": "a", "type": "agent", "data": {"role": "Worker", "goal": "Work", "backstory": "Busy",
+             "llm": "openai/gpt-4o-mini"}},
+            context_task("t1", 0, json!({})), context_task("t2", 10, json!({})),
+            context_task("t3", 20, json!({})), context_task("t4", 30, json!({"no_context": true}))
+        ],
+        "edges": [
+            {"id": "e1", "source": "a", "target": "t1"}, {"id": "e2", "source": "a", "target": "t2"},
+            {"id": "e3", "source": "a", "target": "t3"}, {"id": "e4", "source": "a", "target": "t4"},
+            {"id": "c1", "source": "t2", "target": "t3"}, {"id": "c2", "source": "t1", "target": "t3"}
+        ]
+    });
+    let graph = create_graph(&api, &token, document).await;
+    let execution = kickoff(&api, &token, &graph, json!({})).await;
+    let id = execution["id"].as_str().expect("id");
+    let done = wait_for_status(&api, &token, id, None, Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    let prompt_of = |task: &str| {
+        llm.requests()
+            .iter()
+            .filter_map(|r| {
+                r.body["messages"].as_array()?.last()?["content"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .find(|content| content.contains(&format!("Current Task: Do {task}")))
+            .unwrap_or_else(|| panic!("no request for {task}"))
+    };
+    assert!(
+        prompt_of("t3").contains(
+            "\n\nThis is the context you're working with:\nout-t2\n\n----------\n\nout-t1\n"
+        ),
+        "t3 gets t2's output first: {}",
+        prompt_of("t3")
+    );
+    assert!(
+        !prompt_of("t4").contains("This is the context you're working with"),
+        "t4 has no context: {}",
+        prompt_of("t4")
+    );
 }

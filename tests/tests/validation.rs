@@ -133,6 +133,17 @@ fn readable_cases() -> Vec<(&'static str, Value)> {
                    "edges": [edge("e1", "a", "t"), edge("e2", "a", "t2"), edge("e3", "a", "t3")]}),
         ),
         (
+            "conflicting_context",
+            json!({"nodes": [agent("a"), task("t1", 0), with_data(task("t2", 10), "no_context", json!(true))],
+                   "edges": [edge("e1", "a", "t1"), edge("e2", "a", "t2"), edge("c", "t1", "t2")]}),
+        ),
+        (
+            "context_on_future_task",
+            json!({"nodes": [agent("a"), with_data(task("t1", 0), "order", json!(2)),
+                             with_data(task("t2", 10), "order", json!(1))],
+                   "edges": [edge("e1", "a", "t1"), edge("e2", "a", "t2"), edge("c", "t1", "t2")]}),
+        ),
+        (
             "async_context_sequential",
             json!({"nodes": [agent("a"), with_data(task("t1", 0), "async_execution", json!(true)),
                              with_data(task("t2", 10), "async_execution", json!(true)), task("t3", 20)],
@@ -344,6 +355,69 @@ async fn a_valid_graph_validates_with_its_plan_and_stored_graphs_validate_too() 
         "graph_too_large",
     )
     .await;
+}
+
+#[tokio::test]
+async fn the_plan_keeps_the_authors_context_order_no_context_and_refuses_future_context() {
+    let db = TestDatabase::migrated().await;
+    let api = api(&db).await;
+    let token = signed_up(&api, "context@example.com").await;
+    // CrewAI `context=[t2, t1]` for t3 (the order of its incoming edges), `context=[]` for t4.
+    let document = json!({
+        "nodes": [agent("a"), task("t1", 0), task("t2", 10), task("t3", 20),
+                  with_data(task("t4", 30), "no_context", json!(true))],
+        "edges": [edge("e1", "a", "t1"), edge("e2", "a", "t2"), edge("e3", "a", "t3"),
+                  edge("e4", "a", "t4"), edge("c1", "t2", "t3"), edge("c2", "t1", "t3")]
+    });
+    let result = body(
+        post(
+            &api,
+            "/api/v1/graphs/validate",
+            Some(&token),
+            json!({"document": document}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(result["valid"], true, "{result}");
+    let tasks = &result["plan"]["tasks"];
+    assert_eq!(tasks[2]["node_id"], "t3");
+    assert_eq!(tasks[2]["context"], json!(["t2", "t1"]));
+    assert_eq!(tasks[3]["context"], json!([]), "no context");
+    assert!(
+        tasks[0].get("context").is_none_or(Value::is_null),
+        "default context"
+    );
+
+    let future = json!({
+        "nodes": [agent("a"), with_data(task("t1", 0), "order", json!(2)),
+                  with_data(task("t2", 10), "order", json!(1))],
+        "edges": [edge("e1", "a", "t1"), edge("e2", "a", "t2"), edge("c", "t1", "t2")]
+    });
+    let result = body(
+        post(
+            &api,
+            "/api/v1/graphs/validate",
+            Some(&token),
+            json!({"document": future}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(result["valid"], false, "{result}");
+    let problems = result["problems"].as_array().expect("problems");
+    assert_eq!(problems.len(), 1, "{result}");
+    let problem = &problems[0];
+    assert_eq!(problem["code"], "context_on_future_task");
+    assert_eq!(problem["severity"], "error");
+    assert_eq!(
+        problem["message"],
+        "Task 'Task t2 about {topic}' has a context dependency on a future task 'Task t1 about {topic}', which is not allowed."
+    );
+    assert_eq!(
+        (&problem["node_id"], &problem["field"]),
+        (&json!("t2"), &json!("order"))
+    );
 }
 
 #[tokio::test]

@@ -7,8 +7,10 @@ use crate::crew::spec::{
     AgentSpec, CrewSpec, DEFAULT_MAX_ITER, DEFAULT_MAX_RETRY_LIMIT, DEFAULT_MODEL, LlmSpec,
     Process as SpecProcess, TaskContext, TaskSpec, ToolCalling,
 };
+use crate::graph::document::NodeKind;
+use crate::graph::fields::FieldReader;
 use crate::graph::problems::Problems;
-use crate::graph::validate::{Plan, Process, validate};
+use crate::graph::validate::{Plan, PlannedAgent, Process, validate};
 
 /// Why a document cannot be compiled: its validation problems (errors among them).
 #[derive(Debug)]
@@ -26,40 +28,22 @@ pub fn compile_document(
     }
 }
 
-/// Builds the spec of a document whose validation gave `plan`.
+/// Builds the spec of a document whose validation gave `plan`. Node fields are read through
+/// their descriptors (`fields`), defaults included.
 pub fn compile(document: &Value, plan: &Plan) -> CrewSpec {
     let nodes = node_data_by_id(document);
-    let data = |id: &str| nodes.get(id).copied().unwrap_or(&*EMPTY);
+    let fields = |kind: NodeKind, id: &str| {
+        FieldReader::new(kind, nodes.get(id).copied().unwrap_or(&*EMPTY))
+    };
     let agents: Vec<AgentSpec> = plan
         .agents
         .iter()
         .map(|agent| {
-            let fields = data(&agent.node_id);
-            let llm = match &agent.llm_node {
-                Some(llm_node) => llm_spec(data(llm_node)),
-                None => LlmSpec::model(text(fields, "llm").unwrap_or(DEFAULT_MODEL)),
-            };
-            AgentSpec {
-                id: agent.node_id.clone(),
-                role: text(fields, "role").unwrap_or_default().to_string(),
-                goal: text(fields, "goal").unwrap_or_default().to_string(),
-                backstory: text(fields, "backstory").unwrap_or_default().to_string(),
-                llm,
-                tools: agent.tools.clone(),
-                allow_delegation: flag(fields, "allow_delegation", false),
-                max_iter: count(fields, "max_iter").unwrap_or(DEFAULT_MAX_ITER),
-                max_rpm: count(fields, "max_rpm"),
-                max_execution_time: fields.get("max_execution_time").and_then(Value::as_u64),
-                max_retry_limit: count(fields, "max_retry_limit")
-                    .unwrap_or(DEFAULT_MAX_RETRY_LIMIT),
-                use_system_prompt: flag(fields, "use_system_prompt", true),
-                respect_context_window: flag(fields, "respect_context_window", true),
-                cache: flag(fields, "cache", true),
-                tool_calling: match text(fields, "tool_calling") {
-                    Some("native") => ToolCalling::Native,
-                    _ => ToolCalling::React,
-                },
-            }
+            let llm = agent
+                .llm_node
+                .as_ref()
+                .map(|llm_node| llm_spec(fields(NodeKind::Llm, llm_node)));
+            agent_spec(agent, fields(NodeKind::Agent, &agent.node_id), llm)
         })
         .collect();
     let agent_index = |id: &str| plan.agents.iter().position(|a| a.node_id == id);
@@ -68,14 +52,12 @@ pub fn compile(document: &Value, plan: &Plan) -> CrewSpec {
         .tasks
         .iter()
         .map(|task| {
-            let fields = data(&task.node_id);
+            let fields = fields(NodeKind::Task, &task.node_id);
             TaskSpec {
                 id: task.node_id.clone(),
                 name: task.name.clone(),
-                description: text(fields, "description").unwrap_or_default().to_string(),
-                expected_output: text(fields, "expected_output")
-                    .unwrap_or_default()
-                    .to_string(),
+                description: text(fields, "description"),
+                expected_output: text(fields, "expected_output"),
                 agent: task.agent.as_deref().and_then(agent_index),
                 context: match &task.context {
                     None => TaskContext::Default,
@@ -85,20 +67,20 @@ pub fn compile(document: &Value, plan: &Plan) -> CrewSpec {
                 },
                 tools: task.tools.clone(),
                 async_execution: task.async_execution,
-                markdown: flag(fields, "markdown", false),
+                markdown: fields.flag("markdown"),
             }
         })
         .collect();
-    let crew = plan_crew_data(document);
+    let crew = FieldReader::new(NodeKind::Crew, plan_crew_data(document));
     let manager_llm = match plan.process {
         Process::Sequential => None,
         Process::Hierarchical => Some(match &plan.manager_llm_node {
-            Some(node) => llm_spec(data(node)),
-            None => LlmSpec::model(text(crew, "manager_llm").unwrap_or(DEFAULT_MODEL)),
+            Some(node) => llm_spec(fields(NodeKind::Llm, node)),
+            None => LlmSpec::model(crew.text("manager_llm").unwrap_or(DEFAULT_MODEL)),
         }),
     };
     CrewSpec {
-        name: text(crew, "name").map(str::to_string),
+        name: crew.text("name").map(str::to_string),
         process: match plan.process {
             Process::Sequential => SpecProcess::Sequential,
             Process::Hierarchical => SpecProcess::Hierarchical,
@@ -106,8 +88,34 @@ pub fn compile(document: &Value, plan: &Plan) -> CrewSpec {
         agents,
         tasks,
         manager_llm,
-        max_rpm: count(crew, "max_rpm"),
-        cache: flag(crew, "cache", true),
+        max_rpm: crew.count("max_rpm"),
+        cache: crew.flag("cache"),
+    }
+}
+
+/// An agent's spec; `llm` is its linked llm node's, else its inline `llm` (or the default).
+fn agent_spec(agent: &PlannedAgent, fields: FieldReader<'_>, llm: Option<LlmSpec>) -> AgentSpec {
+    AgentSpec {
+        id: agent.node_id.clone(),
+        role: text(fields, "role"),
+        goal: text(fields, "goal"),
+        backstory: text(fields, "backstory"),
+        llm: llm.unwrap_or_else(|| LlmSpec::model(fields.text("llm").unwrap_or(DEFAULT_MODEL))),
+        tools: agent.tools.clone(),
+        allow_delegation: fields.flag("allow_delegation"),
+        max_iter: fields.count("max_iter").unwrap_or(DEFAULT_MAX_ITER),
+        max_rpm: fields.count("max_rpm"),
+        max_execution_time: fields.whole("max_execution_time"),
+        max_retry_limit: fields
+            .count("max_retry_limit")
+            .unwrap_or(DEFAULT_MAX_RETRY_LIMIT),
+        use_system_prompt: fields.flag("use_system_prompt"),
+        respect_context_window: fields.flag("respect_context_window"),
+        cache: fields.flag("cache"),
+        tool_calling: match fields.text("tool_calling") {
+            Some("native") => ToolCalling::Native,
+            _ => ToolCalling::React,
+        },
     }
 }
 
@@ -139,36 +147,25 @@ fn plan_crew_data(document: &Value) -> &Map<String, Value> {
         .unwrap_or(&*EMPTY)
 }
 
-fn llm_spec(fields: &Map<String, Value>) -> LlmSpec {
+fn llm_spec(fields: FieldReader<'_>) -> LlmSpec {
     LlmSpec {
-        model: text(fields, "model").unwrap_or(DEFAULT_MODEL).to_string(),
-        base_url: text(fields, "base_url").map(str::to_string),
-        api_key_id: text(fields, "api_key_id").and_then(|id| uuid::Uuid::parse_str(id).ok()),
-        temperature: fields.get("temperature").and_then(Value::as_f64),
-        top_p: fields.get("top_p").and_then(Value::as_f64),
-        max_tokens: count(fields, "max_tokens"),
-        seed: fields.get("seed").and_then(Value::as_i64),
-        timeout: fields.get("timeout").and_then(Value::as_f64),
-        stream: flag(fields, "stream", true),
+        model: fields.text("model").unwrap_or(DEFAULT_MODEL).to_string(),
+        base_url: fields.text("base_url").map(str::to_string),
+        api_key_id: fields
+            .text("api_key_id")
+            .and_then(|id| uuid::Uuid::parse_str(id).ok()),
+        temperature: fields.number("temperature"),
+        top_p: fields.number("top_p"),
+        max_tokens: fields.count("max_tokens"),
+        seed: fields.integer("seed"),
+        timeout: fields.number("timeout"),
+        stream: fields.flag("stream"),
     }
 }
 
-fn text<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
-    fields
-        .get(name)
-        .and_then(Value::as_str)
-        .filter(|t| !t.trim().is_empty())
-}
-
-fn flag(fields: &Map<String, Value>, name: &str, default: bool) -> bool {
-    fields.get(name).and_then(Value::as_bool).unwrap_or(default)
-}
-
-fn count(fields: &Map<String, Value>, name: &str) -> Option<u32> {
-    fields
-        .get(name)
-        .and_then(Value::as_u64)
-        .and_then(|v| u32::try_from(v).ok())
+/// Required text (validation made sure it is there).
+fn text(fields: FieldReader<'_>, name: &'static str) -> String {
+    fields.text(name).unwrap_or_default().to_string()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::graph::fields::FieldReader;
 use crate::graph::problems::{Problem, Problems};
 
 /// Limits that keep validation and storage cheap whatever a client sends.
@@ -66,6 +67,13 @@ pub struct Edge {
 pub struct Document {
     pub nodes: Vec<Node>,
     pub edges: Vec<Edge>,
+}
+
+impl Node {
+    /// The node's `data`, read through its field descriptors.
+    pub fn fields(&self) -> FieldReader<'_> {
+        FieldReader::new(self.kind, &self.data)
+    }
 }
 
 impl Document {

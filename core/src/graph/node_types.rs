@@ -1,13 +1,13 @@
-//! The node types a graph may hold, each with a JSON Schema of its `data` (fields, types,
-//! defaults, enums and descriptions from CrewAI 0.121.1's parameters), so the front end
-//! can build its forms from them.
+//! The node types a graph may hold, each with a JSON Schema of its `data` generated from
+//! the field descriptors (`fields`: types, defaults, enums and descriptions from CrewAI
+//! 0.121.1's parameters), so the front end can build its forms from them.
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use crate::crew::spec::{DEFAULT_MAX_ITER, DEFAULT_MAX_RETRY_LIMIT, DEFAULT_MODEL};
 use crate::crew::tools::ToolInfo;
 use crate::graph::document::NodeKind;
+use crate::graph::fields::{Field, FieldDefault, FieldType, fields_of};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeType {
@@ -32,12 +32,12 @@ pub fn node_types(tools: &[ToolInfo]) -> Vec<NodeType> {
 }
 
 pub fn node_type(kind: NodeKind, tools: &[ToolInfo]) -> NodeType {
-    let (title, description, schema) = match kind {
-        NodeKind::Agent => ("Agent", AGENT_DESCRIPTION, agent_schema()),
-        NodeKind::Task => ("Task", TASK_DESCRIPTION, task_schema()),
-        NodeKind::Tool => ("Tool", TOOL_DESCRIPTION, tool_schema(tools)),
-        NodeKind::Llm => ("LLM", LLM_DESCRIPTION, llm_schema()),
-        NodeKind::Crew => ("Crew", CREW_DESCRIPTION, crew_schema()),
+    let (title, description) = match kind {
+        NodeKind::Agent => ("Agent", AGENT_DESCRIPTION),
+        NodeKind::Task => ("Task", TASK_DESCRIPTION),
+        NodeKind::Tool => ("Tool", TOOL_DESCRIPTION),
+        NodeKind::Llm => ("LLM", LLM_DESCRIPTION),
+        NodeKind::Crew => ("Crew", CREW_DESCRIPTION),
     };
     let (accepts_edges_from, connects_to) = match kind {
         NodeKind::Agent => (vec!["tool", "llm"], vec!["task"]),
@@ -50,7 +50,7 @@ pub fn node_type(kind: NodeKind, tools: &[ToolInfo]) -> NodeType {
         kind: kind.as_str(),
         title,
         description,
-        schema,
+        schema: data_schema(kind, tools),
         accepts_edges_from,
         connects_to,
     }
@@ -61,7 +61,7 @@ const AGENT_DESCRIPTION: &str = "An autonomous unit with a role, a goal and a ba
      tool → agent (may use it); llm → agent (its model).";
 const TASK_DESCRIPTION: &str = "A piece of work with a description and an expected output. Edges: \
      agent → task (who performs it); task → task (the target sees the source's output as \
-     context); tool → task (tools for this task only, instead of the agent's).";
+     context, in the order of these edges; `no_context` for none); tool → task (tools for this task only, instead of the agent's).";
 const TOOL_DESCRIPTION: &str = "A tool from the tool repository. Edges: tool → agent, tool → task.";
 const LLM_DESCRIPTION: &str = "A model and its settings. Edges: llm → agent (the agent's model), \
      llm → crew (the manager's model in a hierarchical crew). An agent's inline `llm` \
@@ -69,85 +69,88 @@ const LLM_DESCRIPTION: &str = "A model and its settings. Edges: llm → agent (t
 const CREW_DESCRIPTION: &str =
     "Crew-wide settings (at most one crew node; defaults apply without one).";
 
-fn agent_schema() -> Value {
-    json!({
-        "type": "object",
-        "required": ["role", "goal", "backstory"],
-        "properties": {
-            "role": {"type": "string", "minLength": 1, "description": "Defines the agent's function and expertise within the crew. `{placeholders}` are filled from the kickoff inputs."},
-            "goal": {"type": "string", "minLength": 1, "description": "The individual objective that guides the agent's decision-making. `{placeholders}` allowed."},
-            "backstory": {"type": "string", "minLength": 1, "description": "Provides context and personality to the agent, enriching interactions. `{placeholders}` allowed."},
-            "llm": {"type": "string", "default": DEFAULT_MODEL, "examples": ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-latest", "ollama/llama3.1"], "description": "Model as a LiteLLM-style string (shorthand for an llm node linked to this agent)."},
-            "tool_calling": {"type": "string", "enum": ["react", "native"], "default": "react", "description": "`react`: CrewAI's Thought/Action/Observation text protocol. `native`: the provider's function calling."},
-            "max_iter": {"type": "integer", "minimum": 1, "default": DEFAULT_MAX_ITER, "description": "Maximum iterations before the agent must give its best answer."},
-            "max_rpm": {"type": ["integer", "null"], "minimum": 1, "default": null, "description": "Maximum requests per minute to the model (no limit when unset)."},
-            "max_execution_time": {"type": ["integer", "null"], "minimum": 1, "default": null, "description": "Maximum seconds for one task execution."},
-            "max_retry_limit": {"type": "integer", "minimum": 1, "default": DEFAULT_MAX_RETRY_LIMIT, "description": "Maximum retries when an error occurs."},
-            "allow_delegation": {"type": "boolean", "default": false, "description": "Allow the agent to delegate work to, or ask questions of, the other agents."},
-            "use_system_prompt": {"type": "boolean", "default": true, "description": "Send the role-playing prompt as a system message (else everything goes in one user message)."},
-            "respect_context_window": {"type": "boolean", "default": true, "description": "Summarise the conversation when it outgrows the model's context window."},
-            "cache": {"type": "boolean", "default": true, "description": "Reuse results of identical tool calls."},
-            "verbose": {"type": "boolean", "default": false, "description": "Accepted for compatibility; every step is an event anyway."}
-        }
-    })
+/// The JSON Schema of a kind's `data`, generated from its field descriptors.
+fn data_schema(kind: NodeKind, tools: &[ToolInfo]) -> Value {
+    let fields = fields_of(kind);
+    let properties: Map<String, Value> = fields
+        .iter()
+        .map(|field| (field.name.to_string(), field_schema(field, tools)))
+        .collect();
+    let required: Vec<&str> = fields
+        .iter()
+        .filter(|f| f.required)
+        .map(|f| f.name)
+        .collect();
+    let mut schema = json!({"type": "object", "properties": properties});
+    if !required.is_empty() {
+        schema["required"] = json!(required);
+    }
+    schema
 }
 
-fn task_schema() -> Value {
-    json!({
-        "type": "object",
-        "required": ["description", "expected_output"],
-        "properties": {
-            "name": {"type": ["string", "null"], "description": "A name for the task (shown in events and outputs)."},
-            "description": {"type": "string", "minLength": 1, "description": "What the task is about. `{placeholders}` are filled from the kickoff inputs."},
-            "expected_output": {"type": "string", "minLength": 1, "description": "A clear definition of the expected outcome. `{placeholders}` allowed."},
-            "async_execution": {"type": "boolean", "default": false, "description": "Run asynchronously, alongside the following tasks (a crew may end with at most one)."},
-            "markdown": {"type": "boolean", "default": false, "description": "Ask for a Markdown-formatted final answer."},
-            "order": {"type": ["number", "null"], "description": "Breaks ties in task order between tasks that context edges do not order (lower first); then the vertical position."},
-            "output_file": {"type": ["string", "null"], "description": "Accepted and validated as CrewAI does; outputs are stored with the execution, not written to the server's disk."}
+fn field_schema(field: &Field, tools: &[ToolInfo]) -> Value {
+    let base = match field.ty {
+        FieldType::Bool => "boolean",
+        FieldType::Integer { .. } => "integer",
+        FieldType::Number { .. } => "number",
+        _ => "string",
+    };
+    let mut schema = Map::new();
+    schema.insert(
+        "type".into(),
+        if field.nullable {
+            json!([base, "null"])
+        } else {
+            json!(base)
+        },
+    );
+    let mut set = |key: &str, value: Value| {
+        schema.insert(key.to_string(), value);
+    };
+    match field.ty {
+        FieldType::Text if field.required => set("minLength", json!(1)),
+        FieldType::HttpUrl => set("format", json!("uri")),
+        FieldType::Uuid => set("format", json!("uuid")),
+        FieldType::ToolName => set(
+            "enum",
+            json!(tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>()),
+        ),
+        FieldType::Choice(options) => set("enum", json!(options)),
+        FieldType::Integer { min: Some(min) } => set("minimum", json!(min)),
+        FieldType::Number { min, above, max } => {
+            for (key, bound) in [
+                ("minimum", min),
+                ("exclusiveMinimum", above),
+                ("maximum", max),
+            ] {
+                if let Some(bound) = bound {
+                    set(key, json_number(bound));
+                }
+            }
         }
-    })
+        _ => {}
+    }
+    match field.default {
+        FieldDefault::Unstated => {}
+        FieldDefault::Null => set("default", Value::Null),
+        FieldDefault::Bool(value) => set("default", json!(value)),
+        FieldDefault::Count(value) => set("default", json!(value)),
+        FieldDefault::Text(value) => set("default", json!(value)),
+    }
+    if !field.examples.is_empty() {
+        set("examples", json!(field.examples));
+    }
+    set("description", json!(field.description));
+    Value::Object(schema)
 }
 
-fn tool_schema(tools: &[ToolInfo]) -> Value {
-    let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
-    json!({
-        "type": "object",
-        "required": ["tool"],
-        "properties": {
-            "tool": {"type": "string", "enum": names, "description": "The tool's name in the tool repository (`GET /api/v1/tools` lists them with their argument schemas)."}
-        }
-    })
-}
-
-fn llm_schema() -> Value {
-    json!({
-        "type": "object",
-        "required": ["model"],
-        "properties": {
-            "model": {"type": "string", "minLength": 1, "examples": ["openai/gpt-4o-mini", "anthropic/claude-3-5-haiku-latest", "ollama/llama3.1"], "description": "LiteLLM-style model string: provider/model."},
-            "base_url": {"type": ["string", "null"], "format": "uri", "description": "An OpenAI-compatible (or Anthropic) endpoint instead of the provider's own."},
-            "api_key_id": {"type": ["string", "null"], "format": "uuid", "description": "One of your stored provider keys (`/api/v1/api-keys`); by default your newest key for the provider is used."},
-            "temperature": {"type": ["number", "null"], "minimum": 0, "maximum": 2, "description": "Sampling temperature."},
-            "top_p": {"type": ["number", "null"], "minimum": 0, "maximum": 1, "description": "Nucleus sampling."},
-            "max_tokens": {"type": ["integer", "null"], "minimum": 1, "description": "Maximum tokens of one completion."},
-            "seed": {"type": ["integer", "null"], "description": "Seed for providers that support deterministic sampling."},
-            "timeout": {"type": ["number", "null"], "exclusiveMinimum": 0, "maximum": 3600, "description": "Seconds to wait for one request."},
-            "stream": {"type": "boolean", "default": true, "description": "Stream tokens (each chunk becomes an `llm.delta` event)."}
-        }
-    })
-}
-
-fn crew_schema() -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "name": {"type": ["string", "null"], "description": "The crew's name (shown in events)."},
-            "process": {"type": "string", "enum": ["sequential", "hierarchical"], "default": "sequential", "description": "`sequential`: tasks run in order, each by its agent. `hierarchical`: a manager plans, delegates and validates."},
-            "manager_llm": {"type": ["string", "null"], "description": "The manager's model (hierarchical process; or link an llm node to the crew)."},
-            "max_rpm": {"type": ["integer", "null"], "minimum": 1, "description": "Maximum requests per minute for every agent."},
-            "cache": {"type": "boolean", "default": true, "description": "Share one tool-result cache among the agents."}
-        }
-    })
+/// Whole bounds as integers (`0`, not `0.0`), as a hand-written schema has them.
+fn json_number(bound: f64) -> Value {
+    if bound.fract() == 0.0 && bound.abs() < 1e15 {
+        json!(bound as i64)
+    } else {
+        json!(bound)
+    }
 }
 
 #[cfg(test)]

@@ -6,16 +6,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use crate::graph::document::{Document, NodeKind};
-
-/// Fields whose placeholders kickoff inputs fill (crewai-reference.md §2).
-const INTERPOLATED: &[(NodeKind, &[&str])] = &[
-    (
-        NodeKind::Task,
-        &["description", "expected_output", "output_file"],
-    ),
-    (NodeKind::Agent, &["role", "goal", "backstory"]),
-];
+use crate::graph::document::Document;
+use crate::graph::fields::fields_of;
 
 pub fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
@@ -48,11 +40,9 @@ pub fn find(text: &str) -> Vec<&str> {
 pub fn required_inputs(document: &Document) -> Vec<String> {
     let mut names = BTreeSet::new();
     for node in &document.nodes {
-        let Some((_, fields)) = INTERPOLATED.iter().find(|(kind, _)| *kind == node.kind) else {
-            continue;
-        };
-        for field in *fields {
-            if let Some(Value::String(text)) = node.data.get(*field) {
+        // The fields whose placeholders kickoff inputs fill (crewai-reference.md §2).
+        for field in fields_of(node.kind).iter().filter(|f| f.interpolated) {
+            if let Some(Value::String(text)) = node.data.get(field.name) {
                 names.extend(find(text).into_iter().map(str::to_string));
             }
         }

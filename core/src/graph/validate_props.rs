@@ -69,6 +69,7 @@ fn edit() -> impl Strategy<Value = Edit> {
         "model",
         "max_iter",
         "async_execution",
+        "no_context",
         "order",
         "output_file",
         "process",
