@@ -10,6 +10,7 @@ use crate::auth::Principal;
 use crate::crew::tools::ToolRegistry;
 use crate::error::{CoreError, CoreResult};
 use crate::graphs::{self, Graph, NewGraph};
+use crate::outbound::OutboundPolicy;
 use crate::pagination::{Page, PageRequest};
 
 #[derive(Debug, Clone, FromQueryResult)]
@@ -80,8 +81,12 @@ fn check_slug(slug: &str) -> CoreResult<()> {
 }
 
 /// Templates must be runnable: a document with errors is refused with its problems.
-fn check_document(document: &Value, tools: &ToolRegistry) -> CoreResult<()> {
-    let validation = graphs::check_storable(document, tools)?;
+fn check_document(
+    document: &Value,
+    tools: &ToolRegistry,
+    llm_hosts: &OutboundPolicy,
+) -> CoreResult<()> {
+    let validation = graphs::check_storable(document, tools, llm_hosts)?;
     if validation.is_valid() {
         Ok(())
     } else {
@@ -143,13 +148,14 @@ pub async fn create(
     db: &DatabaseConnection,
     principal: &Principal,
     tools: &ToolRegistry,
+    llm_hosts: &OutboundPolicy,
     new: NewTemplate,
 ) -> CoreResult<Template> {
     require_admin(principal)?;
     let name = graphs::validate_name(&new.name)?;
     let slug = new.slug.unwrap_or_else(|| slug_from(&name));
     check_slug(&slug)?;
-    check_document(&new.document, tools)?;
+    check_document(&new.document, tools, llm_hosts)?;
     Template::find_by_statement(Statement::from_sql_and_values(
         db.get_database_backend(),
         format!(
@@ -175,6 +181,7 @@ pub async fn update(
     db: &DatabaseConnection,
     principal: &Principal,
     tools: &ToolRegistry,
+    llm_hosts: &OutboundPolicy,
     id: Uuid,
     changes: TemplateChanges,
 ) -> CoreResult<Template> {
@@ -185,7 +192,7 @@ pub async fn update(
         .map(graphs::validate_name)
         .transpose()?;
     if let Some(document) = &changes.document {
-        check_document(document, tools)?;
+        check_document(document, tools, llm_hosts)?;
     }
     let description = changes
         .description
@@ -251,6 +258,7 @@ pub async fn instantiate(
     db: &DatabaseConnection,
     principal: &Principal,
     tools: &ToolRegistry,
+    llm_hosts: &OutboundPolicy,
     id: Uuid,
     workspace_id: Uuid,
     name: Option<String>,
@@ -260,6 +268,7 @@ pub async fn instantiate(
         db,
         principal,
         tools,
+        llm_hosts,
         workspace_id,
         NewGraph {
             name: name.unwrap_or(template.name),

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use crate::graph::document::{self, Document, Node, NodeKind};
 use crate::graph::placeholders;
 use crate::graph::problems::{Problem, Problems, has_errors};
+use crate::outbound::{OutboundPolicy, check_llm_node_base_url};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,8 +69,13 @@ impl Validation {
     }
 }
 
-/// Validates a document. `tool_exists` says whether a tool name is in the tool repository.
-pub fn validate(value: &Value, tool_exists: &dyn Fn(&str) -> bool) -> Validation {
+/// Validates a document. `tool_exists` says whether a tool name is in the tool repository;
+/// `llm_hosts` is the deployment's policy for LLM base URLs.
+pub fn validate(
+    value: &Value,
+    tool_exists: &dyn Fn(&str) -> bool,
+    llm_hosts: &OutboundPolicy,
+) -> Validation {
     let mut problems = Problems::new();
     let document = document::read(value, &mut problems);
     check_ids(&document, &mut problems);
@@ -77,6 +83,7 @@ pub fn validate(value: &Value, tool_exists: &dyn Fn(&str) -> bool) -> Validation
     let edges = check_edges(&document, &mut problems);
     for node in &document.nodes {
         check_node_data(node, tool_exists, &mut problems);
+        check_llm_node_base_url(node, llm_hosts, &mut problems);
     }
     let process = crew
         .and_then(|c| c.data.get("process"))
@@ -117,6 +124,7 @@ pub fn validate_node(
     id: &str,
     data: Map<String, Value>,
     tool_exists: &dyn Fn(&str) -> bool,
+    llm_hosts: &OutboundPolicy,
 ) -> Problems {
     let node = Node {
         id: id.to_string(),
@@ -126,6 +134,7 @@ pub fn validate_node(
     };
     let mut problems = Problems::new();
     check_node_data(&node, tool_exists, &mut problems);
+    check_llm_node_base_url(&node, llm_hosts, &mut problems);
     problems
 }
 

@@ -1,5 +1,6 @@
-//! [`HttpLlmConnector`]: turns an [`LlmSpec`] into an OpenAI or Anthropic client sharing
-//! one pooled HTTP client. Keys and base URLs come from a [`CredentialSource`].
+//! [`HttpLlmConnector`]: turns an [`LlmSpec`] into an OpenAI or Anthropic client over
+//! pooled HTTP clients. Keys and base URLs come from a [`CredentialSource`]; a base URL a
+//! user chose must pass the [`OutboundPolicy`] before anything is sent to it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,6 +17,7 @@ use super::provider::{ModelRoute, Provider, WireApi};
 use super::transport::HttpLlmOptions;
 use super::{LlmClient, LlmConnector, LlmError};
 use crate::crew::spec::LlmSpec;
+use crate::outbound::{OutboundPolicy, PublicOnlyResolver, Route};
 
 /// Azure OpenAI's API version when none is configured (the current GA version).
 pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
@@ -163,19 +165,26 @@ pub(crate) struct SamplingParams {
     pub seed: Option<i64>,
 }
 
-/// Connects specs to OpenAI-compatible or Anthropic clients over one shared, pooled
-/// HTTP client.
+/// Connects specs to OpenAI-compatible or Anthropic clients over two shared, pooled
+/// HTTP clients: one for endpoints the operator trusts, one for endpoints users chose.
 #[derive(Clone)]
 pub struct HttpLlmConnector {
-    http: reqwest::Client,
+    /// Providers' default URLs, the operator's fallback, allow-listed hosts.
+    trusted_http: reqwest::Client,
+    /// Everything else: names must resolve to public addresses when connecting; no
+    /// proxy (it would connect for us, unchecked) and no redirects (a `Location` may
+    /// name an IP literal, which no resolver sees).
+    public_http: reqwest::Client,
     credentials: Arc<dyn CredentialSource>,
     options: Arc<HttpLlmOptions>,
+    policy: Arc<OutboundPolicy>,
 }
 
 impl fmt::Debug for HttpLlmConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpLlmConnector")
             .field("options", &self.options)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
@@ -185,32 +194,61 @@ impl HttpLlmConnector {
         HttpLlmConnector::with_options(credentials, HttpLlmOptions::default())
     }
 
+    /// A connector whose user-chosen base URLs must be public ([`OutboundPolicy::default`]);
+    /// see [`HttpLlmConnector::with_policy`].
     pub fn with_options(
         credentials: Arc<dyn CredentialSource>,
         options: HttpLlmOptions,
     ) -> Result<Self, LlmError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(options.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .user_agent(concat!("crewgraph/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| {
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(options.connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .tcp_nodelay(true)
+                .user_agent(concat!("crewgraph/", env!("CARGO_PKG_VERSION")))
+        };
+        let public_only = builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(PublicOnlyResolver));
+        let build = |builder: reqwest::ClientBuilder| {
+            builder.build().map_err(|error| {
                 LlmError::Configuration(format!("cannot build the HTTP client: {error}"))
-            })?;
+            })
+        };
         Ok(HttpLlmConnector {
-            http,
+            trusted_http: build(builder())?,
+            public_http: build(public_only)?,
             credentials,
             options: Arc::new(options),
+            policy: Arc::new(OutboundPolicy::default()),
         })
     }
 
-    /// The same pooled HTTP client with other credentials (one connector per run owner).
+    /// The same connector under another outbound policy (the operator's allow-list and
+    /// fallback endpoint; [`OutboundPolicy::unrestricted`] for local runs).
+    pub fn with_policy(mut self, policy: OutboundPolicy) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// The same pooled HTTP clients with other credentials (one connector per run owner).
     pub fn with_credentials(&self, credentials: Arc<dyn CredentialSource>) -> Self {
         HttpLlmConnector {
-            http: self.http.clone(),
             credentials,
-            options: self.options.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// The HTTP client allowed to call `base_url`; `None` for a provider's default.
+    fn http_for(&self, explicit_base_url: Option<&str>) -> Result<reqwest::Client, LlmError> {
+        let Some(base_url) = explicit_base_url else {
+            return Ok(self.trusted_http.clone());
+        };
+        match self.policy.check_base_url(base_url) {
+            Ok(Route::Trusted) => Ok(self.trusted_http.clone()),
+            Ok(Route::PublicOnly) => Ok(self.public_http.clone()),
+            Err(refusal) => Err(LlmError::AddressRefused(refusal.to_string())),
         }
     }
 
@@ -218,8 +256,13 @@ impl HttpLlmConnector {
     pub async fn client(&self, spec: &LlmSpec) -> Result<HttpLlmClient, LlmError> {
         let route = ModelRoute::parse(&spec.model)?;
         let credentials = self.credentials.resolve(spec, route.provider).await?;
-        let base_url =
-            route.base_url(spec.base_url.as_deref().or(credentials.base_url.as_deref()))?;
+        let explicit_base_url = spec
+            .base_url
+            .as_deref()
+            .or(credentials.base_url.as_deref())
+            .filter(|url| !url.trim().is_empty());
+        let base_url = route.base_url(explicit_base_url)?;
+        let http = self.http_for(explicit_base_url)?;
         let api_key = credentials
             .api_key
             .filter(|key| !key.expose_secret().trim().is_empty());
@@ -287,7 +330,7 @@ impl HttpLlmConnector {
             }
         };
         let endpoint = Endpoint {
-            http: self.http.clone(),
+            http,
             url,
             headers,
             secret: api_key,
@@ -351,6 +394,93 @@ pub enum HttpLlmClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbound::parse_allowed_hosts;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A loopback listener that counts the connections it accepts.
+    async fn counting_listener() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                drop(socket);
+            }
+        });
+        (address, accepted)
+    }
+
+    #[tokio::test]
+    async fn refused_base_urls_fail_before_anything_is_sent() {
+        let (target, accepted) = counting_listener().await;
+        let connector = HttpLlmConnector::new(static_key("sk-x")).expect("client");
+        for base_url in [
+            format!("http://{target}/v1"),
+            format!("http://localhost:{}/v1", target.port()),
+            "http://169.254.169.254/latest".to_owned(),
+        ] {
+            let spec = LlmSpec {
+                base_url: Some(base_url.clone()),
+                ..LlmSpec::model("openai/gpt-4o-mini")
+            };
+            let refused = connector.client(&spec).await.expect_err("refused");
+            assert_eq!(refused.code(), "llm_address_refused", "{base_url}");
+        }
+        // A stored key's (or any credential's) base URL is checked the same way.
+        let from_credentials = HttpLlmConnector::new(Arc::new(StaticCredentials::new(
+            Some(format!("http://{target}/v1")),
+            None,
+        )))
+        .expect("client");
+        let refused = from_credentials
+            .client(&LlmSpec::model("openai/gpt-4o-mini"))
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.code(), "llm_address_refused");
+        assert_eq!(accepted.load(Ordering::SeqCst), 0);
+
+        let allowed = connector.clone().with_policy(OutboundPolicy::new(
+            parse_allowed_hosts(&target.to_string()).expect("entry"),
+        ));
+        let spec = LlmSpec {
+            base_url: Some(format!("http://{target}/v1")),
+            ..LlmSpec::model("openai/gpt-4o-mini")
+        };
+        assert!(allowed.client(&spec).await.is_ok(), "allow-listed");
+        let trusting = connector
+            .with_policy(OutboundPolicy::default().trusting(Some(&format!("http://{target}/v1/"))));
+        assert!(trusting.client(&spec).await.is_ok(), "the operator's own");
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_private_addresses_are_refused_when_connecting() {
+        let (target, accepted) = counting_listener().await;
+        let connector = HttpLlmConnector::new(static_key("sk-x")).expect("client");
+        // `localhost` passes no static check here: this is the resolver's own refusal,
+        // which a DNS answer changed after validation would meet too.
+        let error = connector
+            .public_http
+            .post(format!(
+                "http://localhost:{}/v1/chat/completions",
+                target.port()
+            ))
+            .send()
+            .await
+            .expect_err("refused by the resolver");
+        let failure = super::super::transport::send_failure(&error, None);
+        assert_eq!(
+            failure.error.code(),
+            "llm_address_refused",
+            "{:?}",
+            failure.error
+        );
+        assert!(!failure.retryable);
+        assert_eq!(accepted.load(Ordering::SeqCst), 0);
+    }
 
     fn static_key(key: &str) -> Arc<dyn CredentialSource> {
         Arc::new(StaticCredentials::new(
