@@ -132,3 +132,45 @@ async fn resolution_refuses_names_with_any_non_public_address() {
     .expect("a public literal needs no DNS");
     assert_eq!(literal, [SocketAddr::from(([8, 8, 8, 8], 443))]);
 }
+
+#[test]
+fn validation_flags_refused_base_urls_on_llm_nodes_only() {
+    use crate::graph::document::NodeKind;
+    use crate::graph::validate::validate_node;
+    let data = |url: &str| {
+        serde_json::json!({"model": "openai/gpt-4o", "base_url": url})
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let strict = OutboundPolicy::default();
+    let problems = validate_node(
+        NodeKind::Llm,
+        "m",
+        data("http://169.254.169.254"),
+        &|_| true,
+        &strict,
+    );
+    let found: Vec<(&str, Option<&str>, Option<&str>)> = problems
+        .iter()
+        .map(|p| (p.code, p.node_id.as_deref(), p.field.as_deref()))
+        .collect();
+    assert_eq!(
+        found,
+        [("base_url_not_allowed", Some("m"), Some("base_url"))]
+    );
+    // Malformed URLs get the field rule's own problem, not a second one.
+    let malformed = validate_node(NodeKind::Llm, "m", data("ftp://x"), &|_| true, &strict);
+    assert!(malformed.iter().all(|p| p.code != "base_url_not_allowed"));
+    let allowed = allow("169.254.169.254");
+    assert!(
+        validate_node(
+            NodeKind::Llm,
+            "m",
+            data("http://169.254.169.254"),
+            &|_| true,
+            &allowed
+        )
+        .is_empty()
+    );
+}
