@@ -7,6 +7,7 @@ use crewgraph_core::auth::stream_tokens::StreamTokens;
 use crewgraph_core::auth::tokens::AccessTokens;
 use crewgraph_core::config::Config;
 use crewgraph_core::crew::tools::ToolRegistry;
+use crewgraph_core::outbound::OutboundPolicy;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::CatchPanic;
 use poem::{EndpointExt, Route, Server};
@@ -27,6 +28,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub access_tokens: Arc<AccessTokens>,
     pub tools: Arc<ToolRegistry>,
+    /// The policy for LLM base URLs (`CREWGRAPH_LLM_ALLOWED_HOSTS`), for validation.
+    pub llm_hosts: Arc<OutboundPolicy>,
     pub stream_tokens: Arc<StreamTokens>,
     pub events: Arc<EventHub>,
 }
@@ -36,6 +39,7 @@ impl AppState {
         AppState {
             access_tokens: Arc::new(AccessTokens::new(&config.auth.jwt_secret)),
             tools: Arc::new(ToolRegistry::builtin()),
+            llm_hosts: Arc::new(config.llm_outbound_policy()),
             stream_tokens: Arc::new(StreamTokens::new(&config.auth.jwt_secret)),
             events: EventHub::new(db.clone()),
             db,

@@ -19,7 +19,7 @@ fn bad_configuration_exits_non_zero_naming_every_bad_variable() {
         .env("CREWGRAPH_LOG_FORMAT", "yaml")
         .env("CREWGRAPH_JWT_SECRET", "too-short")
         .env("CREWGRAPH_ENCRYPTION_KEYS", "v1:AAAA")
-        .env("MLFLOW_TRACKING_URI", "not a url")
+        .env("CREWGRAPH_LLM_ALLOWED_HOSTS", "http://not-a-host")
         .output()
         .expect("run crewgraph-api");
     assert_eq!(output.status.code(), Some(78), "EX_CONFIG");
@@ -31,7 +31,7 @@ fn bad_configuration_exits_non_zero_naming_every_bad_variable() {
         "CREWGRAPH_LOG_FORMAT",
         "CREWGRAPH_JWT_SECRET",
         "CREWGRAPH_ENCRYPTION_KEYS",
-        "MLFLOW_TRACKING_URI",
+        "CREWGRAPH_LLM_ALLOWED_HOSTS",
     ] {
         assert!(
             stderr.contains(variable),

@@ -17,6 +17,7 @@ use crate::error::{CoreError, CoreResult};
 use crate::fields;
 use crate::graph::problems::Problem;
 use crate::graph::validate::{Validation, validate};
+use crate::outbound::OutboundPolicy;
 use crate::pagination::{Cursor, Page, PageRequest};
 
 pub const MAX_NAME_CHARS: usize = 200;
@@ -100,7 +101,11 @@ pub fn validate_description(description: Option<String>) -> CoreResult<Option<St
 
 /// Checks a document for storage: its size, then that it reads as a graph. Returns its
 /// validation (which may hold errors: drafts are allowed).
-pub fn check_storable(document: &Value, tools: &ToolRegistry) -> CoreResult<Validation> {
+pub fn check_storable(
+    document: &Value,
+    tools: &ToolRegistry,
+    llm_hosts: &OutboundPolicy,
+) -> CoreResult<Validation> {
     let size = serde_json::to_vec(document).map(|b| b.len()).unwrap_or(0);
     if size > MAX_DOCUMENT_BYTES {
         return Err(CoreError::TooLarge {
@@ -111,7 +116,7 @@ pub fn check_storable(document: &Value, tools: &ToolRegistry) -> CoreResult<Vali
             limit: MAX_DOCUMENT_BYTES,
         });
     }
-    let validation = validate(document, &|name| tools.contains(name));
+    let validation = validate(document, &|name| tools.contains(name), llm_hosts);
     let unreadable: Vec<&Problem> = validation
         .problems
         .iter()
@@ -152,12 +157,13 @@ pub async fn create(
     db: &DatabaseConnection,
     principal: &Principal,
     tools: &ToolRegistry,
+    llm_hosts: &OutboundPolicy,
     workspace_id: Uuid,
     new: NewGraph,
 ) -> CoreResult<Graph> {
     let name = validate_name(&new.name)?;
     let description = validate_description(new.description)?;
-    let validation = check_storable(&new.document, tools)?;
+    let validation = check_storable(&new.document, tools, llm_hosts)?;
     let txn = db.begin().await?;
     let graph = Graph::find_by_statement(Statement::from_sql_and_values(
         txn.get_database_backend(),
@@ -269,6 +275,7 @@ pub async fn replace(
     db: &DatabaseConnection,
     principal: &Principal,
     tools: &ToolRegistry,
+    llm_hosts: &OutboundPolicy,
     id: Uuid,
     expected_version: Option<i32>,
     name: Option<String>,
@@ -278,7 +285,7 @@ pub async fn replace(
         "say which version you are replacing: send `If-Match: \"<version>\"` or `version` in the body",
     ))?;
     let name = name.as_deref().map(validate_name).transpose()?;
-    let validation = check_storable(&document, tools)?;
+    let validation = check_storable(&document, tools, llm_hosts)?;
     let txn = db.begin().await?;
     let updated = Graph::find_by_statement(Statement::from_sql_and_values(
         txn.get_database_backend(),
@@ -362,6 +369,7 @@ pub async fn duplicate(
     db: &DatabaseConnection,
     principal: &Principal,
     tools: &ToolRegistry,
+    llm_hosts: &OutboundPolicy,
     id: Uuid,
     name: Option<String>,
     workspace_id: Option<Uuid>,
@@ -375,6 +383,7 @@ pub async fn duplicate(
         db,
         principal,
         tools,
+        llm_hosts,
         workspace_id.unwrap_or(source.workspace_id),
         NewGraph {
             name,
@@ -492,6 +501,7 @@ pub async fn restore_version(
     db: &DatabaseConnection,
     principal: &Principal,
     tools: &ToolRegistry,
+    llm_hosts: &OutboundPolicy,
     id: Uuid,
     version: i32,
     expected_version: Option<i32>,
@@ -501,5 +511,15 @@ pub async fn restore_version(
         Some(v) => v,
         None => get(db, principal, id).await?.version,
     };
-    replace(db, principal, tools, id, Some(expected), None, old.document).await
+    replace(
+        db,
+        principal,
+        tools,
+        llm_hosts,
+        id,
+        Some(expected),
+        None,
+        old.document,
+    )
+    .await
 }

@@ -11,6 +11,7 @@ use crate::crew::tools::ToolRegistry;
 use crate::db::OnConstraint as _;
 use crate::error::{CoreError, CoreResult};
 use crate::graphs::{self, Graph, NewGraph};
+use crate::outbound::OutboundPolicy;
 use crate::pagination::{Page, PageRequest};
 
 #[derive(Debug, Clone, FromQueryResult)]
@@ -81,8 +82,12 @@ fn check_slug(slug: &str) -> CoreResult<()> {
 }
 
 /// Templates must be runnable: a document with errors is refused with its problems.
-fn check_document(document: &Value, tools: &ToolRegistry) -> CoreResult<()> {
-    let validation = graphs::check_storable(document, tools)?;
+fn check_document(
+    document: &Value,
+    tools: &ToolRegistry,
+    llm_hosts: &OutboundPolicy,
+) -> CoreResult<()> {
+    let validation = graphs::check_storable(document, tools, llm_hosts)?;
     if validation.is_valid() {
         Ok(())
     } else {
@@ -141,13 +146,14 @@ pub async fn create(
     db: &DatabaseConnection,
     principal: &Principal,
     tools: &ToolRegistry,
+    llm_hosts: &OutboundPolicy,
     new: NewTemplate,
 ) -> CoreResult<Template> {
     require_admin(principal)?;
     let name = graphs::validate_name(&new.name)?;
     let slug = new.slug.unwrap_or_else(|| slug_from(&name));
     check_slug(&slug)?;
-    check_document(&new.document, tools)?;
+    check_document(&new.document, tools, llm_hosts)?;
     Template::find_by_statement(Statement::from_sql_and_values(
         db.get_database_backend(),
         format!(
@@ -173,6 +179,7 @@ pub async fn update(
     db: &DatabaseConnection,
     principal: &Principal,
     tools: &ToolRegistry,
+    llm_hosts: &OutboundPolicy,
     id: Uuid,
     changes: TemplateChanges,
 ) -> CoreResult<Template> {
@@ -183,7 +190,7 @@ pub async fn update(
         .map(graphs::validate_name)
         .transpose()?;
     if let Some(document) = &changes.document {
-        check_document(document, tools)?;
+        check_document(document, tools, llm_hosts)?;
     }
     let description = changes
         .description
@@ -249,6 +256,7 @@ pub async fn instantiate(
     db: &DatabaseConnection,
     principal: &Principal,
     tools: &ToolRegistry,
+    llm_hosts: &OutboundPolicy,
     id: Uuid,
     workspace_id: Uuid,
     name: Option<String>,
@@ -258,6 +266,7 @@ pub async fn instantiate(
         db,
         principal,
         tools,
+        llm_hosts,
         workspace_id,
         NewGraph {
             name: name.unwrap_or(template.name),

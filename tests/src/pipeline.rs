@@ -12,6 +12,11 @@ use crate::{TestApi, TestDatabase};
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// For tests whose graphs or stored keys point at `scripted-llm` on loopback on purpose:
+/// the operator allow-list entry that lets the API's validation and the worker accept
+/// it (without it both refuse loopback base URLs; the fallback needs no entry).
+pub const ALLOW_LOOPBACK_LLM: (&str, &str) = ("CREWGRAPH_LLM_ALLOWED_HOSTS", "127.0.0.1");
+
 /// Starts `crewgraph-worker work` against `database_url`, with models that have no stored
 /// key sent to `llm_base_url` (an OpenAI-compatible base URL, e.g. `scripted-llm`'s).
 pub async fn spawn_worker(

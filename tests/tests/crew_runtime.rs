@@ -10,6 +10,7 @@ use crewgraph_core::crew::{
     AgentSpec, CrewSpec, EventSink, LlmSpec, Process, RunDeps, RunError, RuntimeEvent, TaskContext,
     TaskSpec, ToolCalling, run_crew,
 };
+use crewgraph_core::outbound::OutboundPolicy;
 use crewgraph_tests::scripted_llm::{Script, ScriptedLlm};
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
@@ -48,8 +49,11 @@ fn deps(server: &ScriptedLlm) -> RunDeps {
         Some(server.openai_base_url()),
         Some(SecretString::from("sk-test-crew")),
     );
+    // `scripted-llm` on loopback is this test's own endpoint, as the fallback is the operator's.
+    let policy = OutboundPolicy::default().trusting(Some(&server.openai_base_url()));
+    let connector = HttpLlmConnector::new(Arc::new(credentials)).expect("connector");
     RunDeps {
-        connector: Arc::new(HttpLlmConnector::new(Arc::new(credentials)).expect("connector")),
+        connector: Arc::new(connector.with_policy(policy)),
         tools: ToolRegistry::builtin(),
     }
 }

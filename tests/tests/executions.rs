@@ -4,16 +4,26 @@
 use crewgraph_core::executions::queue_task::TASK_TYPE;
 use std::time::Duration;
 
-use crewgraph_tests::http::{api, body, expect_error, get, post, send, signed_up};
+use crewgraph_tests::http::{JWT_SECRET, api, body, expect_error, get, post, send, signed_up};
 use crewgraph_tests::pipeline::{
-    assert_contiguous, create_graph, database, event_log, kickoff, one_task_graph, open_stream,
-    read_to_end, spawn_worker, wait_for_status,
+    ALLOW_LOOPBACK_LLM, assert_contiguous, create_graph, database, event_log, kickoff,
+    one_task_graph, open_stream, read_to_end, spawn_worker, wait_for_status,
 };
 use crewgraph_tests::scripted_llm::{Script, ScriptedLlm};
+use crewgraph_tests::{TestApi, TestDatabase, spawn_api_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The API for graphs that call `scripted-llm` on loopback through their own base URL.
+async fn api_allowing_loopback_llm(db: &TestDatabase) -> TestApi {
+    spawn_api_with(
+        &db.url,
+        &[("CREWGRAPH_JWT_SECRET", JWT_SECRET), ALLOW_LOOPBACK_LLM],
+    )
+    .await
+}
 
 #[tokio::test]
 async fn a_kickoff_runs_to_success_with_every_event_in_order_over_sse_and_in_the_log() {
@@ -427,14 +437,17 @@ async fn hostile_model_output_and_endpoints_cannot_break_the_worker_or_steal_key
         .expect("script"),
     )
     .await;
-    let api = api(&db).await;
+    let api = api_allowing_loopback_llm(&db).await;
     let _worker = spawn_worker(
         &db.url,
         &fallback.openai_base_url(),
-        &[(
-            "CREWGRAPH_FALLBACK_LLM_API_KEY",
-            "sk-operator-secret-key-0123456789",
-        )],
+        &[
+            (
+                "CREWGRAPH_FALLBACK_LLM_API_KEY",
+                "sk-operator-secret-key-0123456789",
+            ),
+            ALLOW_LOOPBACK_LLM,
+        ],
     )
     .await;
     let token = signed_up(&api, "hostile@example.com").await;
@@ -494,8 +507,8 @@ async fn runs_use_the_owners_stored_provider_key_decrypted_by_the_worker() {
     let db = database().await;
     let fallback = ScriptedLlm::start(Script::default()).await;
     let provider = ScriptedLlm::start(Script::default()).await;
-    let api = api(&db).await;
-    let worker = spawn_worker(&db.url, &fallback.openai_base_url(), &[]).await;
+    let api = api_allowing_loopback_llm(&db).await;
+    let worker = spawn_worker(&db.url, &fallback.openai_base_url(), &[ALLOW_LOOPBACK_LLM]).await;
     let token = signed_up(&api, "keyholder@example.com").await;
     // The newest openai key is used by default; an llm node can name another one.
     for (name, secret) in [

@@ -10,6 +10,7 @@ use crewgraph_core::crew::llm::{
     ChatMessage, HttpLlmConnector, HttpLlmOptions, LlmClient, LlmConnector as _, LlmError,
     LlmRequest, LlmResponse, StaticCredentials, ToolDefinition,
 };
+use crewgraph_core::outbound::OutboundPolicy;
 use crewgraph_tests::app::TestProcess;
 use crewgraph_tests::scripted_llm::{
     Api, Fallback, FaultKind, Rule, Script, ScriptedLlm, Usage, When,
@@ -33,9 +34,12 @@ async fn connect_with(
     spec: LlmSpec,
     options: HttpLlmOptions,
 ) -> Arc<dyn LlmClient> {
+    // `scripted-llm` on loopback is this test's own endpoint, as the fallback is the operator's.
+    let policy = OutboundPolicy::default().trusting(Some(&base_url));
     let credentials = StaticCredentials::new(Some(base_url), Some(SecretString::from(API_KEY)));
-    let connector =
-        HttpLlmConnector::with_options(Arc::new(credentials), options).expect("connector");
+    let connector = HttpLlmConnector::with_options(Arc::new(credentials), options)
+        .expect("connector")
+        .with_policy(policy);
     connector.connect(&spec).await.expect("connects")
 }
 

@@ -23,6 +23,7 @@ use crewgraph_core::executions::lifecycle::Outcome;
 use crewgraph_core::graph::compile::compile;
 use crewgraph_core::graph::problems::{Problem, Severity};
 use crewgraph_core::graph::validate::validate;
+use crewgraph_core::outbound::OutboundPolicy;
 use crewgraph_core::shutdown;
 use secrecy::SecretString;
 use serde::Serialize;
@@ -123,8 +124,11 @@ async fn run(args: RunArgs) -> Result<(), Failure> {
         (None, None) => return Err(Failure::usage("give --graph FILE or --spec FILE")),
     };
     let credentials = LocalCredentials::new(&args)?;
+    // The operator's own graph on the operator's own machine: no other user's input is
+    // involved, so no address is refused (a local Ollama or vLLM is the common case).
     let connector = HttpLlmConnector::new(Arc::new(credentials))
-        .map_err(|error| Failure::usage(error.to_string()))?;
+        .map_err(|error| Failure::usage(error.to_string()))?
+        .with_policy(OutboundPolicy::unrestricted());
     let deps = RunDeps {
         connector: Arc::new(connector),
         tools,
@@ -217,7 +221,11 @@ fn spec_from_graph(
     inputs: &Map<String, Value>,
 ) -> Result<CrewSpec, Failure> {
     let document = read_json(path)?;
-    let validation = validate(&document, &|name| tools.contains(name));
+    let validation = validate(
+        &document,
+        &|name| tools.contains(name),
+        &OutboundPolicy::unrestricted(),
+    );
     let Some(plan) = validation.plan else {
         let problems = validation.problems;
         let errors = problems

@@ -62,7 +62,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         connector: HttpLlmConnector::new(Arc::new(
             crewgraph_core::crew::llm::StaticCredentials::default(),
         ))
-        .map_err(|e| anyhow::anyhow!("{e}"))?,
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_policy(config.llm_outbound_policy()),
         keys: Arc::new(config.encryption_keys.clone()),
         fallback: Fallback {
             base_url: config.worker.fallback_llm_base_url.clone(),

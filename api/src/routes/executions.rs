@@ -450,6 +450,7 @@ impl ExecutionsApi {
             &state.db,
             &auth.0,
             &state.tools,
+            &state.llm_hosts,
             state.config.executions.max_active_per_user,
             id.0,
             body.0.inputs.into_iter().collect(),

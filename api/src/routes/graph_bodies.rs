@@ -202,8 +202,11 @@ impl From<&Validation> for ValidationBody {
 
 impl Example for ValidationBody {
     fn example() -> Self {
-        let validation =
-            crewgraph_core::graph::validate::validate(&example_document(), &|t| t == "hello_world");
+        let validation = crewgraph_core::graph::validate::validate(
+            &example_document(),
+            &|t| t == "hello_world",
+            &crewgraph_core::outbound::OutboundPolicy::default(),
+        );
         ValidationBody::from(&validation)
     }
 }

@@ -335,6 +335,7 @@ impl GraphsApi {
             &state.db,
             &auth.0,
             &state.tools,
+            &state.llm_hosts,
             workspace_id.0,
             NewGraph {
                 name: body.name,
@@ -410,7 +411,15 @@ impl GraphsApi {
         body: Json<Value>,
     ) -> Result<GraphCreated, ApiError> {
         let new = graphs::read_export(&body.0)?;
-        let graph = graphs::create(&state.db, &auth.0, &state.tools, workspace_id.0, new).await?;
+        let graph = graphs::create(
+            &state.db,
+            &auth.0,
+            &state.tools,
+            &state.llm_hosts,
+            workspace_id.0,
+            new,
+        )
+        .await?;
         Ok(created(graph))
     }
 
@@ -460,6 +469,7 @@ impl GraphsApi {
             &state.db,
             &auth.0,
             &state.tools,
+            &state.llm_hosts,
             id.0,
             expected,
             body.name,
@@ -523,6 +533,7 @@ impl GraphsApi {
             &state.db,
             &auth.0,
             &state.tools,
+            &state.llm_hosts,
             id.0,
             body.name,
             body.workspace_id,
@@ -620,9 +631,16 @@ impl GraphsApi {
             .map(parse_if_match)
             .transpose()?
             .flatten();
-        let graph =
-            graphs::restore_version(&state.db, &auth.0, &state.tools, id.0, version.0, expected)
-                .await?;
+        let graph = graphs::restore_version(
+            &state.db,
+            &auth.0,
+            &state.tools,
+            &state.llm_hosts,
+            id.0,
+            version.0,
+            expected,
+        )
+        .await?;
         Ok(ok(graph))
     }
 }

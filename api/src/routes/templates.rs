@@ -215,6 +215,7 @@ impl TemplatesApi {
             &state.db,
             &auth.0,
             &state.tools,
+            &state.llm_hosts,
             NewTemplate {
                 slug: body.slug,
                 name: body.name,
@@ -253,6 +254,7 @@ impl TemplatesApi {
             &state.db,
             &auth.0,
             &state.tools,
+            &state.llm_hosts,
             id.0,
             TemplateChanges {
                 name: body.name,
@@ -326,6 +328,7 @@ impl TemplatesApi {
             &state.db,
             &auth.0,
             &state.tools,
+            &state.llm_hosts,
             id.0,
             body.workspace_id,
             body.name,

@@ -385,6 +385,7 @@ impl ThreadsApi {
                 &state.db,
                 &auth.0,
                 &state.tools,
+                &state.llm_hosts,
                 state.config.executions.max_active_per_user,
                 id.0,
                 &body.content,

@@ -6,6 +6,7 @@ use crewgraph_core::graph::document::NodeKind;
 use crewgraph_core::graph::node_types::{self, NodeType};
 use crewgraph_core::graph::validate::{validate, validate_node};
 use crewgraph_core::graphs;
+use crewgraph_core::outbound::OutboundPolicy;
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -75,6 +76,7 @@ impl Example for NodeValidationBody {
             "a1",
             ValidateNodeRequest::example().data.into_iter().collect(),
             &|_| true,
+            &OutboundPolicy::default(),
         );
         NodeValidationBody {
             valid: false,
@@ -178,7 +180,7 @@ impl ValidationApi {
         _auth: Auth,
         body: Json<ValidateGraphRequest>,
     ) -> Result<ValidationResponse, ApiError> {
-        let validation = graphs::check_storable(&body.0.document, &state.tools)?;
+        let validation = graphs::check_storable(&body.0.document, &state.tools, &state.llm_hosts)?;
         Ok(ValidationResponse::Ok(Json(ValidationBody::from(
             &validation,
         ))))
@@ -197,7 +199,11 @@ impl ValidationApi {
         id: Path<Uuid>,
     ) -> Result<ValidationResponse, ApiError> {
         let graph = graphs::get(&state.db, &auth.0, id.0).await?;
-        let validation = validate(&graph.document, &|name| state.tools.contains(name));
+        let validation = validate(
+            &graph.document,
+            &|name| state.tools.contains(name),
+            &state.llm_hosts,
+        );
         Ok(ValidationResponse::Ok(Json(ValidationBody::from(
             &validation,
         ))))
@@ -249,6 +255,7 @@ impl ValidationApi {
             body.id.as_deref().unwrap_or("node"),
             body.data.into_iter().collect(),
             &|name| state.tools.contains(name),
+            &state.llm_hosts,
         );
         Ok(NodeValidationResponse::Ok(Json(NodeValidationBody {
             valid: !crewgraph_core::graph::problems::has_errors(&problems),

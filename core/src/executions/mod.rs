@@ -17,6 +17,7 @@ use crate::crew::tools::ToolRegistry;
 use crate::error::{CoreError, CoreResult};
 use crate::events::{self, EventBatch, StoredEvent};
 use crate::graph::compile::{NotCompilable, compile_document};
+use crate::outbound::OutboundPolicy;
 use crate::pagination::{Cursor, Page, PageRequest};
 use crate::threads::{self, MessageRole};
 
@@ -64,12 +65,16 @@ pub async fn kickoff(
     db: &DatabaseConnection,
     principal: &Principal,
     tools: &ToolRegistry,
+    llm_hosts: &OutboundPolicy,
     max_active: i64,
     graph_id: Uuid,
     inputs: Map<String, Value>,
 ) -> CoreResult<Execution> {
     let txn = db.begin().await?;
-    let execution = kickoff_in(&txn, principal, tools, max_active, graph_id, inputs, None).await?;
+    let execution = kickoff_in(
+        &txn, principal, tools, llm_hosts, max_active, graph_id, inputs, None,
+    )
+    .await?;
     txn.commit().await?;
     Ok(execution)
 }
@@ -81,6 +86,7 @@ pub async fn kickoff_chat(
     db: &DatabaseConnection,
     principal: &Principal,
     tools: &ToolRegistry,
+    llm_hosts: &OutboundPolicy,
     max_active: i64,
     thread_id: Uuid,
     content: &str,
@@ -102,6 +108,7 @@ pub async fn kickoff_chat(
         &txn,
         principal,
         tools,
+        llm_hosts,
         max_active,
         graph_id,
         inputs,
@@ -161,6 +168,7 @@ async fn kickoff_in(
     txn: &DatabaseTransaction,
     principal: &Principal,
     tools: &ToolRegistry,
+    llm_hosts: &OutboundPolicy,
     max_active: i64,
     graph_id: Uuid,
     inputs: Map<String, Value>,
@@ -175,13 +183,12 @@ async fn kickoff_in(
         });
     }
     let graph = crate::graphs::get_in(txn, principal, graph_id).await?;
-    let (spec, plan) = compile_document(&graph.document, &|name| tools.contains(name)).map_err(
-        |NotCompilable(problems)| CoreError::Problems {
-            code: "graph_invalid",
-            message: "the graph is not valid: fix its problems before running it".into(),
-            details: json!({ "problems": problems }),
-        },
-    )?;
+    let (spec, plan) = compile_document(&graph.document, &|name| tools.contains(name), llm_hosts)
+        .map_err(|NotCompilable(problems)| CoreError::Problems {
+        code: "graph_invalid",
+        message: "the graph is not valid: fix its problems before running it".into(),
+        details: json!({ "problems": problems }),
+    })?;
     check_inputs_present(&plan.inputs, &inputs)?;
     reserve_active_slot(txn, principal, max_active).await?;
     let id = Uuid::now_v7();

@@ -11,6 +11,7 @@ use crate::graph::document::NodeKind;
 use crate::graph::fields::FieldReader;
 use crate::graph::problems::Problems;
 use crate::graph::validate::{Plan, PlannedAgent, Process, validate};
+use crate::outbound::OutboundPolicy;
 
 /// Why a document cannot be compiled: its validation problems (errors among them).
 #[derive(Debug)]
@@ -20,8 +21,9 @@ pub struct NotCompilable(pub Problems);
 pub fn compile_document(
     document: &Value,
     tool_exists: &dyn Fn(&str) -> bool,
+    llm_hosts: &OutboundPolicy,
 ) -> Result<(CrewSpec, Plan), NotCompilable> {
-    let validation = validate(document, tool_exists);
+    let validation = validate(document, tool_exists, llm_hosts);
     match validation.plan {
         Some(plan) => Ok((compile(document, &plan), plan)),
         None => Err(NotCompilable(validation.problems)),
@@ -197,7 +199,8 @@ mod tests {
                 {"id": "e5", "source": "m", "target": "r"}
             ]
         });
-        let (spec, _) = compile_document(&document, &tools).expect("valid");
+        let (spec, _) =
+            compile_document(&document, &tools, &OutboundPolicy::default()).expect("valid");
         assert_eq!(spec.process, SpecProcess::Sequential);
         let roles: Vec<&str> = spec.agents.iter().map(|a| a.role.as_str()).collect();
         assert_eq!(roles, ["Writer", "Researcher"], "document order");
@@ -221,7 +224,12 @@ mod tests {
         assert_eq!(spec.tasks[1].context, TaskContext::Tasks(vec![0]));
         assert!(spec.tasks[1].markdown);
         assert_eq!(spec.tasks[0].name.as_deref(), Some("research"));
-        assert_eq!(compile_document(&document, &tools).expect("valid").0, spec);
+        assert_eq!(
+            compile_document(&document, &tools, &OutboundPolicy::default())
+                .expect("valid")
+                .0,
+            spec
+        );
     }
 
     #[test]
@@ -234,7 +242,8 @@ mod tests {
             ],
             "edges": []
         });
-        let (spec, _) = compile_document(&document, &tools).expect("valid");
+        let (spec, _) =
+            compile_document(&document, &tools, &OutboundPolicy::default()).expect("valid");
         assert_eq!(spec.process, SpecProcess::Hierarchical);
         assert_eq!(
             spec.manager_llm.map(|m| m.model).as_deref(),
@@ -245,8 +254,12 @@ mod tests {
 
     #[test]
     fn invalid_documents_do_not_compile() {
-        let NotCompilable(problems) =
-            compile_document(&json!({"nodes": [], "edges": []}), &tools).expect_err("invalid");
+        let NotCompilable(problems) = compile_document(
+            &json!({"nodes": [], "edges": []}),
+            &tools,
+            &OutboundPolicy::default(),
+        )
+        .expect_err("invalid");
         assert!(problems.iter().any(|p| p.code == "no_task"));
     }
 }

@@ -2,6 +2,7 @@
 //! "no context" (`context=[]`) apart from the default, and no context from a task the
 //! author's `order` puts later.
 
+use crate::outbound::OutboundPolicy;
 use serde_json::{Value, json};
 
 use crate::crew::spec::TaskContext;
@@ -52,7 +53,8 @@ fn an_explicit_context_keeps_the_order_of_its_edges() {
         ],
         vec![edge("c1", "t2", "t3"), edge("c2", "t1", "t3")],
     );
-    let (spec, plan) = compile_document(&document, &tools).expect("valid");
+    let (spec, plan) =
+        compile_document(&document, &tools, &OutboundPolicy::default()).expect("valid");
     let order: Vec<&str> = plan.tasks.iter().map(|t| t.node_id.as_str()).collect();
     assert_eq!(order, ["t1", "t2", "t3"]);
     assert_eq!(
@@ -72,7 +74,8 @@ fn no_context_is_not_the_default_context() {
         ],
         vec![],
     );
-    let (spec, plan) = compile_document(&document, &tools).expect("valid");
+    let (spec, plan) =
+        compile_document(&document, &tools, &OutboundPolicy::default()).expect("valid");
     assert_eq!(plan.tasks[1].context, Some(vec![]), "CrewAI `context=[]`");
     assert_eq!(spec.tasks[1].context, TaskContext::Tasks(vec![]));
     assert_eq!(plan.tasks[2].context, None, "CrewAI's default context");
@@ -88,7 +91,7 @@ fn no_context_and_context_edges_together_are_an_error() {
         ],
         vec![edge("c", "t1", "t2")],
     );
-    let validation = validate(&document, &tools);
+    let validation = validate(&document, &tools, &OutboundPolicy::default());
     let problem = validation
         .problems
         .iter()
@@ -109,7 +112,7 @@ fn an_order_before_a_task_it_takes_context_from_is_crewais_future_task_error() {
     let mut write = task("write", 100.0, json!({"order": 1}));
     write["data"]["description"] = json!("Write about {topic}");
     let document = graph(vec![research, write], vec![edge("c", "research", "write")]);
-    let validation = validate(&document, &tools);
+    let validation = validate(&document, &tools, &OutboundPolicy::default());
     let problem = validation
         .problems
         .iter()
@@ -141,7 +144,7 @@ fn orders_that_agree_with_the_context_or_are_missing_are_fine() {
             edge("c3", "t4", "t2"),
         ],
     );
-    let validation = validate(&document, &tools);
+    let validation = validate(&document, &tools, &OutboundPolicy::default());
     assert!(validation.is_valid(), "{:?}", validation.problems);
     let plan = validation.plan.expect("plan");
     let order: Vec<&str> = plan.tasks.iter().map(|t| t.node_id.as_str()).collect();

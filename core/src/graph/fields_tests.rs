@@ -2,6 +2,7 @@
 //! planning + compilation. Each test fails when one of them knows a field the
 //! descriptors do not, or a descriptor is left unread.
 
+use crate::outbound::OutboundPolicy;
 use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
@@ -68,7 +69,13 @@ fn minimal_data(kind: NodeKind) -> Map<String, Value> {
 fn validation_checks_every_described_field() {
     for kind in NodeKind::ALL {
         assert_eq!(
-            validate_node(kind, "n", minimal_data(kind), &tools),
+            validate_node(
+                kind,
+                "n",
+                minimal_data(kind),
+                &tools,
+                &OutboundPolicy::default()
+            ),
             vec![],
             "{} with its required fields is valid",
             kind.as_str()
@@ -77,7 +84,7 @@ fn validation_checks_every_described_field() {
             let mut data = minimal_data(kind);
             // An object is the wrong type for every field.
             data.insert(field.name.into(), json!({"nested": true}));
-            let problems = validate_node(kind, "n", data, &tools);
+            let problems = validate_node(kind, "n", data, &tools, &OutboundPolicy::default());
             assert!(
                 problems
                     .iter()
@@ -128,7 +135,7 @@ fn planning_and_compilation_read_exactly_the_described_fields_that_run() {
     reads::take();
     for process in ["sequential", "hierarchical"] {
         let document = every_field_graph(process);
-        let validation = validate(&document, &tools);
+        let validation = validate(&document, &tools, &OutboundPolicy::default());
         let plan = validation.plan.expect("valid");
         compile(&document, &plan);
     }

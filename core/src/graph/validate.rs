@@ -12,6 +12,7 @@ use crate::graph::plan::{order_tasks, plan_agents, plan_tasks};
 use crate::graph::plan_rules::{check_async_rules, check_context, check_isolated, check_manager};
 use crate::graph::problems::{Problem, Problems, has_errors};
 use crate::graph::shape::{check_crew_nodes, check_edges, check_ids};
+use crate::outbound::{OutboundPolicy, check_llm_node_base_url};
 
 pub struct Validation {
     pub problems: Problems,
@@ -24,8 +25,13 @@ impl Validation {
     }
 }
 
-/// Validates a document. `tool_exists` says whether a tool name is in the tool repository.
-pub fn validate(value: &Value, tool_exists: &dyn Fn(&str) -> bool) -> Validation {
+/// Validates a document. `tool_exists` says whether a tool name is in the tool repository;
+/// `llm_hosts` is the deployment's policy for LLM base URLs.
+pub fn validate(
+    value: &Value,
+    tool_exists: &dyn Fn(&str) -> bool,
+    llm_hosts: &OutboundPolicy,
+) -> Validation {
     let mut problems = Problems::new();
     let document = document::read(value, &mut problems);
     check_ids(&document, &mut problems);
@@ -34,6 +40,7 @@ pub fn validate(value: &Value, tool_exists: &dyn Fn(&str) -> bool) -> Validation
     let context = FieldContext { tool_exists };
     for node in &document.nodes {
         check_node_data(node, &context, &mut problems);
+        check_llm_node_base_url(node, llm_hosts, &mut problems);
     }
     let process = match crew.and_then(|c| c.fields().text("process")) {
         Some("hierarchical") => Process::Hierarchical,
@@ -68,6 +75,7 @@ pub fn validate_node(
     id: &str,
     data: Map<String, Value>,
     tool_exists: &dyn Fn(&str) -> bool,
+    llm_hosts: &OutboundPolicy,
 ) -> Problems {
     let node = Node {
         id: id.to_string(),
@@ -77,5 +85,6 @@ pub fn validate_node(
     };
     let mut problems = Problems::new();
     check_node_data(&node, &FieldContext { tool_exists }, &mut problems);
+    check_llm_node_base_url(&node, llm_hosts, &mut problems);
     problems
 }

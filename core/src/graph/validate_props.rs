@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::graph::compile::compile;
 use crate::graph::validate::validate;
+use crate::outbound::OutboundPolicy;
 
 fn tools(name: &str) -> bool {
     matches!(name, "hello_world" | "calculator")
@@ -150,9 +151,9 @@ proptest! {
         for edit in &edits {
             apply(&mut document, edit);
         }
-        let first = validate(&document, &tools);
+        let first = validate(&document, &tools, &OutboundPolicy::default());
         let reparsed: Value = serde_json::from_str(&document.to_string()).expect("round trip");
-        let second = validate(&reparsed, &tools);
+        let second = validate(&reparsed, &tools, &OutboundPolicy::default());
         prop_assert_eq!(&first.problems, &second.problems);
         prop_assert_eq!(&first.plan, &second.plan);
         if let Some(plan) = &first.plan {

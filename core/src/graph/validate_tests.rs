@@ -4,13 +4,14 @@ use serde_json::{Value, json};
 
 use crate::graph::problems::Severity;
 use crate::graph::validate::{Process, Validation, validate};
+use crate::outbound::OutboundPolicy;
 
 fn known_tools(name: &str) -> bool {
     matches!(name, "hello_world" | "calculator")
 }
 
 fn check(document: Value) -> Validation {
-    validate(&document, &known_tools)
+    validate(&document, &known_tools, &OutboundPolicy::default())
 }
 
 fn codes(validation: &Validation) -> Vec<&'static str> {

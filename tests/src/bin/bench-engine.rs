@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crewgraph_core::crew::llm::{HttpLlmConnector, StaticCredentials};
 use crewgraph_core::crew::tools::ToolRegistry;
 use crewgraph_core::crew::{CrewSpec, EventSink, RunDeps, RuntimeEvent, run_crew};
+use crewgraph_core::outbound::OutboundPolicy;
 use crewgraph_tests::scripted_llm::{Script, ScriptedLlm};
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
@@ -110,8 +111,10 @@ impl EventSink for SerialisingSink {
 fn deps(base_url: &str) -> anyhow::Result<RunDeps> {
     let credentials =
         StaticCredentials::new(Some(base_url.to_owned()), Some(SecretString::from(API_KEY)));
+    // The operator's endpoint on loopback, trusted as the worker trusts its fallback.
+    let policy = OutboundPolicy::default().trusting(Some(base_url));
     Ok(RunDeps {
-        connector: Arc::new(HttpLlmConnector::new(Arc::new(credentials))?),
+        connector: Arc::new(HttpLlmConnector::new(Arc::new(credentials))?.with_policy(policy)),
         tools: ToolRegistry::builtin(),
     })
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::connector::SamplingParams;
 use super::endpoint::Endpoint;
-use super::transport::{Failure, truncate};
+use super::transport::{Failure, json_error, truncate};
 use super::{ChatMessage, LlmClient, LlmError, LlmRequest, LlmResponse, Role, ToolCall};
 use crate::crew::output::UsageMetrics;
 
@@ -186,9 +186,8 @@ impl AnthropicClient {
         let mut usage = WireUsage::default();
         let mut stopped = false;
         while let Some(event) = events.next().await? {
-            let event: StreamEvent = serde_json::from_str(&event.data).map_err(|error| {
-                Failure::invalid(format!("a streamed event is not valid JSON: {error}"))
-            })?;
+            let event: StreamEvent = serde_json::from_str(&event.data)
+                .map_err(|error| json_error("a streamed event is not valid JSON", &error))?;
             match event {
                 StreamEvent::MessageStart { message } => usage = message.usage,
                 StreamEvent::ContentBlockStart {

@@ -1,5 +1,6 @@
-//! [`HttpLlmConnector`]: turns an [`LlmSpec`] into an OpenAI or Anthropic client sharing
-//! one pooled HTTP client. Keys and base URLs come from a [`CredentialSource`].
+//! [`HttpLlmConnector`]: turns an [`LlmSpec`] into an OpenAI or Anthropic client over
+//! pooled HTTP clients. Keys and base URLs come from a [`CredentialSource`]; a base URL a
+//! user chose must pass the [`OutboundPolicy`] before anything is sent to it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,6 +17,7 @@ use super::provider::{ModelRoute, Provider, WireApi};
 use super::transport::HttpLlmOptions;
 use super::{LlmClient, LlmConnector, LlmError};
 use crate::crew::spec::LlmSpec;
+use crate::outbound::{OutboundPolicy, PublicOnlyResolver, Route};
 
 /// Azure OpenAI's API version when none is configured (the current GA version).
 pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
@@ -163,19 +165,26 @@ pub(crate) struct SamplingParams {
     pub seed: Option<i64>,
 }
 
-/// Connects specs to OpenAI-compatible or Anthropic clients over one shared, pooled
-/// HTTP client.
+/// Connects specs to OpenAI-compatible or Anthropic clients over two shared, pooled
+/// HTTP clients: one for endpoints the operator trusts, one for endpoints users chose.
 #[derive(Clone)]
 pub struct HttpLlmConnector {
-    http: reqwest::Client,
+    /// Providers' default URLs, the operator's fallback, allow-listed hosts.
+    trusted_http: reqwest::Client,
+    /// Everything else: names must resolve to public addresses when connecting; no
+    /// proxy (it would connect for us, unchecked) and no redirects (a `Location` may
+    /// name an IP literal, which no resolver sees).
+    public_http: reqwest::Client,
     credentials: Arc<dyn CredentialSource>,
     options: Arc<HttpLlmOptions>,
+    policy: Arc<OutboundPolicy>,
 }
 
 impl fmt::Debug for HttpLlmConnector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpLlmConnector")
             .field("options", &self.options)
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
@@ -185,32 +194,61 @@ impl HttpLlmConnector {
         HttpLlmConnector::with_options(credentials, HttpLlmOptions::default())
     }
 
+    /// A connector whose user-chosen base URLs must be public ([`OutboundPolicy::default`]);
+    /// see [`HttpLlmConnector::with_policy`].
     pub fn with_options(
         credentials: Arc<dyn CredentialSource>,
         options: HttpLlmOptions,
     ) -> Result<Self, LlmError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(options.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .user_agent(concat!("crewgraph/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|error| {
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(options.connect_timeout)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .tcp_nodelay(true)
+                .user_agent(concat!("crewgraph/", env!("CARGO_PKG_VERSION")))
+        };
+        let public_only = builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(PublicOnlyResolver));
+        let build = |builder: reqwest::ClientBuilder| {
+            builder.build().map_err(|error| {
                 LlmError::Configuration(format!("cannot build the HTTP client: {error}"))
-            })?;
+            })
+        };
         Ok(HttpLlmConnector {
-            http,
+            trusted_http: build(builder())?,
+            public_http: build(public_only)?,
             credentials,
             options: Arc::new(options),
+            policy: Arc::new(OutboundPolicy::default()),
         })
     }
 
-    /// The same pooled HTTP client with other credentials (one connector per run owner).
+    /// The same connector under another outbound policy (the operator's allow-list and
+    /// fallback endpoint; [`OutboundPolicy::unrestricted`] for local runs).
+    pub fn with_policy(mut self, policy: OutboundPolicy) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// The same pooled HTTP clients with other credentials (one connector per run owner).
     pub fn with_credentials(&self, credentials: Arc<dyn CredentialSource>) -> Self {
         HttpLlmConnector {
-            http: self.http.clone(),
             credentials,
-            options: self.options.clone(),
+            ..self.clone()
+        }
+    }
+
+    /// The HTTP client allowed to call `base_url`; `None` for a provider's default.
+    fn http_for(&self, explicit_base_url: Option<&str>) -> Result<reqwest::Client, LlmError> {
+        let Some(base_url) = explicit_base_url else {
+            return Ok(self.trusted_http.clone());
+        };
+        match self.policy.check_base_url(base_url) {
+            Ok(Route::Trusted) => Ok(self.trusted_http.clone()),
+            Ok(Route::PublicOnly) => Ok(self.public_http.clone()),
+            Err(refusal) => Err(LlmError::AddressRefused(refusal.to_string())),
         }
     }
 
@@ -218,8 +256,13 @@ impl HttpLlmConnector {
     pub async fn client(&self, spec: &LlmSpec) -> Result<HttpLlmClient, LlmError> {
         let route = ModelRoute::parse(&spec.model)?;
         let credentials = self.credentials.resolve(spec, route.provider).await?;
-        let base_url =
-            route.base_url(spec.base_url.as_deref().or(credentials.base_url.as_deref()))?;
+        let explicit_base_url = spec
+            .base_url
+            .as_deref()
+            .or(credentials.base_url.as_deref())
+            .filter(|url| !url.trim().is_empty());
+        let base_url = route.base_url(explicit_base_url)?;
+        let http = self.http_for(explicit_base_url)?;
         let api_key = credentials
             .api_key
             .filter(|key| !key.expose_secret().trim().is_empty());
@@ -246,48 +289,14 @@ impl HttpLlmConnector {
             }
             None => self.options.default_request_timeout,
         };
-        let mut headers = HeaderMap::new();
-        let url = match route.provider {
-            Provider::Anthropic => {
-                if let Some(key) = &api_key {
-                    headers.insert("x-api-key", secret_header(key.expose_secret())?);
-                }
-                headers.insert(
-                    "anthropic-version",
-                    HeaderValue::from_static(ANTHROPIC_VERSION),
-                );
-                anthropic_messages_url(&base_url)
-            }
-            Provider::Azure => {
-                if let Some(key) = &api_key {
-                    headers.insert("api-key", secret_header(key.expose_secret())?);
-                }
-                let version = credentials
-                    .api_version
-                    .as_deref()
-                    .unwrap_or(DEFAULT_AZURE_API_VERSION);
-                let mut url = url::Url::parse(&format!(
-                    "{base_url}/openai/deployments/{}/chat/completions",
-                    route.wire_model
-                ))
-                .map_err(|error| {
-                    LlmError::Configuration(format!("invalid Azure deployment URL: {error}"))
-                })?;
-                url.query_pairs_mut().append_pair("api-version", version);
-                url.to_string()
-            }
-            _ => {
-                if let Some(key) = &api_key {
-                    headers.insert(
-                        AUTHORIZATION,
-                        secret_header(&format!("Bearer {}", key.expose_secret()))?,
-                    );
-                }
-                format!("{base_url}/chat/completions")
-            }
-        };
+        let (url, headers) = request_target(
+            &route,
+            &base_url,
+            api_key.as_ref(),
+            credentials.api_version.as_deref(),
+        )?;
         let endpoint = Endpoint {
-            http: self.http.clone(),
+            http,
             url,
             headers,
             secret: api_key,
@@ -320,6 +329,54 @@ impl HttpLlmConnector {
     }
 }
 
+/// The URL to POST to and its authentication and version headers (key values marked
+/// sensitive).
+fn request_target(
+    route: &ModelRoute,
+    base_url: &str,
+    api_key: Option<&SecretString>,
+    api_version: Option<&str>,
+) -> Result<(String, HeaderMap), LlmError> {
+    let mut headers = HeaderMap::new();
+    let url = match route.provider {
+        Provider::Anthropic => {
+            if let Some(key) = api_key {
+                headers.insert("x-api-key", secret_header(key.expose_secret())?);
+            }
+            headers.insert(
+                "anthropic-version",
+                HeaderValue::from_static(ANTHROPIC_VERSION),
+            );
+            anthropic_messages_url(base_url)
+        }
+        Provider::Azure => {
+            if let Some(key) = api_key {
+                headers.insert("api-key", secret_header(key.expose_secret())?);
+            }
+            let version = api_version.unwrap_or(DEFAULT_AZURE_API_VERSION);
+            let mut url = url::Url::parse(&format!(
+                "{base_url}/openai/deployments/{}/chat/completions",
+                route.wire_model
+            ))
+            .map_err(|error| {
+                LlmError::Configuration(format!("invalid Azure deployment URL: {error}"))
+            })?;
+            url.query_pairs_mut().append_pair("api-version", version);
+            url.to_string()
+        }
+        _ => {
+            if let Some(key) = api_key {
+                headers.insert(
+                    AUTHORIZATION,
+                    secret_header(&format!("Bearer {}", key.expose_secret()))?,
+                );
+            }
+            format!("{base_url}/chat/completions")
+        }
+    };
+    Ok((url, headers))
+}
+
 /// `…/v1/messages` from a base URL with or without `/v1` (LiteLLM accepts both).
 fn anthropic_messages_url(base_url: &str) -> String {
     if base_url.ends_with("/v1/messages") {
@@ -349,107 +406,5 @@ pub enum HttpLlmClient {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn static_key(key: &str) -> Arc<dyn CredentialSource> {
-        Arc::new(StaticCredentials::new(
-            None,
-            Some(SecretString::from(key.to_owned())),
-        ))
-    }
-
-    #[tokio::test]
-    async fn debug_output_never_shows_the_key() {
-        let connector = HttpLlmConnector::new(static_key("sk-very-secret-key")).expect("client");
-        for model in ["openai/gpt-4o-mini", "anthropic/claude-3-5-sonnet-latest"] {
-            let client = connector
-                .client(&LlmSpec::model(model))
-                .await
-                .expect("connects");
-            let debug = format!("{client:?}");
-            assert!(!debug.contains("sk-very-secret-key"), "{debug}");
-            assert!(debug.contains("[REDACTED]"), "{debug}");
-        }
-        let credentials = Credentials {
-            api_key: Some(SecretString::from("sk-very-secret-key")),
-            ..Credentials::default()
-        };
-        assert!(!format!("{credentials:?}").contains("sk-very-secret-key"));
-    }
-
-    #[tokio::test]
-    async fn hosted_providers_need_a_key_and_azure_builds_its_url() {
-        let connector =
-            HttpLlmConnector::new(Arc::new(StaticCredentials::default())).expect("client");
-        let missing = connector.client(&LlmSpec::model("gpt-4o")).await;
-        assert!(
-            matches!(missing, Err(LlmError::Configuration(message)) if message.contains("OPENAI_API_KEY"))
-        );
-        let env = EnvCredentials::from_vars([
-            ("AZURE_API_KEY".to_owned(), "az-key".to_owned()),
-            (
-                "AZURE_API_BASE".to_owned(),
-                "https://res.openai.azure.com/".to_owned(),
-            ),
-        ]);
-        let connector = HttpLlmConnector::new(Arc::new(env)).expect("client");
-        let client = connector
-            .client(&LlmSpec::model("azure/my-gpt4o"))
-            .await
-            .expect("connects");
-        let HttpLlmClient::OpenAi(client) = client else {
-            panic!("azure speaks chat completions")
-        };
-        let debug = format!("{client:?}");
-        assert!(
-            debug.contains("https://res.openai.azure.com/openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21"),
-            "{debug}"
-        );
-    }
-
-    #[test]
-    fn env_credentials_follow_litellm_names() {
-        let env = EnvCredentials::from_vars([
-            ("OPENAI_API_KEY".to_owned(), "sk-openai".to_owned()),
-            ("OPENAI_API_BASE".to_owned(), "http://proxy/v1".to_owned()),
-            ("ANTHROPIC_API_KEY".to_owned(), "sk-ant".to_owned()),
-            ("GROQ_API_KEY".to_owned(), "gsk".to_owned()),
-            ("OLLAMA_API_BASE".to_owned(), "http://gpu:11434".to_owned()),
-        ]);
-        let key = |model: &str, provider| {
-            env.credentials(&LlmSpec::model(model), provider)
-                .api_key
-                .map(|key| key.expose_secret().to_owned())
-        };
-        assert_eq!(
-            key("gpt-4o", Provider::OpenAi).as_deref(),
-            Some("sk-openai")
-        );
-        assert_eq!(
-            key("anthropic/claude", Provider::Anthropic).as_deref(),
-            Some("sk-ant")
-        );
-        assert_eq!(
-            key("groq/llama", Provider::OpenAiCompatible).as_deref(),
-            Some("gsk")
-        );
-        assert_eq!(
-            env.credentials(&LlmSpec::model("gpt-4o"), Provider::OpenAi)
-                .base_url
-                .as_deref(),
-            Some("http://proxy/v1")
-        );
-        assert_eq!(
-            env.credentials(&LlmSpec::model("ollama/llama3.1"), Provider::Ollama)
-                .base_url
-                .as_deref(),
-            Some("http://gpu:11434")
-        );
-        assert_eq!(anthropic_messages_url("http://h"), "http://h/v1/messages");
-        assert_eq!(
-            anthropic_messages_url("http://h/v1"),
-            "http://h/v1/messages"
-        );
-    }
-}
+#[path = "connector_tests.rs"]
+mod tests;

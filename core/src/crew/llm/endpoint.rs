@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::LlmError;
 use super::transport::{
-    Failure, HttpLlmOptions, RetryBudget, body_failure, send_failure, status_failure,
+    Failure, HttpLlmOptions, RetryBudget, body_failure, json_error, send_failure, status_failure,
 };
 
 pub(crate) struct Endpoint {
@@ -107,9 +107,8 @@ impl Endpoint {
             .bytes()
             .await
             .map_err(|error| body_failure(&error, self.secret.as_ref()))?;
-        serde_json::from_slice(&bytes).map_err(|error| {
-            Failure::invalid(format!("the answer is not the expected JSON: {error}"))
-        })
+        serde_json::from_slice(&bytes)
+            .map_err(|error| json_error("the answer is not the expected JSON", &error))
     }
 
     pub fn events(&self, response: reqwest::Response) -> SseStream<'_> {

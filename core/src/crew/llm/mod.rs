@@ -126,6 +126,10 @@ pub enum LlmError {
     InvalidResponse(String),
     #[error("the model is not configured: {0}")]
     Configuration(String),
+    /// The base URL points where the outbound policy forbids ([`crate::outbound`]);
+    /// nothing was sent.
+    #[error("the model's base URL is not allowed: {0}")]
+    AddressRefused(String),
 }
 
 impl LlmError {
@@ -140,6 +144,7 @@ impl LlmError {
             LlmError::Timeout(_) => "llm_timeout",
             LlmError::InvalidResponse(_) => "llm_invalid_response",
             LlmError::Configuration(_) => "llm_configuration",
+            LlmError::AddressRefused(_) => "llm_address_refused",
         }
     }
 }

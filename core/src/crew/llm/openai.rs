@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::connector::SamplingParams;
 use super::endpoint::Endpoint;
-use super::transport::{Failure, truncate};
+use super::transport::{Failure, json_error, truncate};
 use super::{ChatMessage, LlmClient, LlmError, LlmRequest, LlmResponse, Role, ToolCall};
 use crate::crew::output::UsageMetrics;
 
@@ -131,9 +131,8 @@ impl OpenAiClient {
                 done = true;
                 break;
             }
-            let chunk: ChatChunk = serde_json::from_str(&event.data).map_err(|error| {
-                Failure::invalid(format!("a streamed chunk is not valid JSON: {error}"))
-            })?;
+            let chunk: ChatChunk = serde_json::from_str(&event.data)
+                .map_err(|error| json_error("a streamed chunk is not valid JSON", &error))?;
             if let Some(error) = chunk.error {
                 return Err(Failure::transient(LlmError::Unavailable(format!(
                     "the stream reported an error: {}",

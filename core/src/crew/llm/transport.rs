@@ -1,6 +1,6 @@
 //! What both provider clients share: time-outs, retries with backoff, `Retry-After`, and
-//! turning HTTP failures into [`LlmError`]s that carry the provider's message but never
-//! the API key.
+//! turning HTTP failures into [`LlmError`]s that carry the provider's structured error
+//! message (never the raw body, never the API key).
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -10,6 +10,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use secrecy::{ExposeSecret as _, SecretString};
 
 use super::LlmError;
+use crate::outbound::ResolveError;
 
 /// Provider messages quoted in errors are cut to this many characters.
 const MAX_MESSAGE_CHARS: usize = 300;
@@ -147,8 +148,15 @@ pub fn parse_retry_after_value(value: &str, now: SystemTime) -> Option<Duration>
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// A failed `send`: refused connections and resets may be retried, time-outs are not.
+/// A failed `send`: refused connections and resets may be retried, time-outs and
+/// addresses the outbound policy refused are not.
 pub(crate) fn send_failure(error: &reqwest::Error, secret: Option<&SecretString>) -> Failure {
+    if let Some(refused @ ResolveError::NotPublic { .. }) = policy_refusal(error) {
+        return Failure::fatal(LlmError::AddressRefused(format!(
+            "{refused}: only public addresses are allowed unless an operator lists the host \
+             in CREWGRAPH_LLM_ALLOWED_HOSTS"
+        )));
+    }
     let message = redact(&error_chain(error), secret);
     if error.is_timeout() {
         Failure::fatal(LlmError::Timeout(message))
@@ -171,6 +179,18 @@ pub(crate) fn body_failure(error: &reqwest::Error, secret: Option<&SecretString>
             "the connection failed while reading the answer: {message}"
         )))
     }
+}
+
+/// The outbound policy's verdict, if that is what stopped the connection.
+fn policy_refusal(error: &reqwest::Error) -> Option<&ResolveError> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(refusal) = cause.downcast_ref::<ResolveError>() {
+            return Some(refusal);
+        }
+        source = cause.source();
+    }
+    None
 }
 
 fn error_chain(error: &reqwest::Error) -> String {
@@ -227,25 +247,29 @@ async fn read_error_body(mut response: reqwest::Response) -> String {
     String::from_utf8_lossy(&body).into_owned()
 }
 
-/// The provider's own message: OpenAI and Anthropic both put it at `error.message`;
-/// compatible servers use `error` (a string), `message` or `detail`.
+/// The provider's structured error message: OpenAI and Anthropic put it at
+/// `error.message`, Ollama sends `error` as a string. Anything else in the body (an HTML
+/// page, a stack trace, whatever a server answers) is never quoted.
 fn provider_message(body: &str) -> String {
     let parsed: Option<serde_json::Value> = serde_json::from_str(body).ok();
     let message = parsed.as_ref().and_then(|json| {
-        [
-            &json["error"]["message"],
-            &json["error"],
-            &json["message"],
-            &json["detail"],
-        ]
-        .into_iter()
-        .find_map(|value| value.as_str().map(str::to_owned))
+        [&json["error"]["message"], &json["error"]]
+            .into_iter()
+            .find_map(|value| value.as_str().map(str::to_owned))
     });
     match message {
         Some(message) => truncate(&message),
-        None if body.trim().is_empty() => "(empty body)".to_owned(),
-        None => truncate(body.trim()),
+        None => "(the answer held no provider error message)".to_owned(),
     }
+}
+
+/// A JSON error without the text it quotes (serde quotes the offending value).
+pub(crate) fn json_error(what: &str, error: &serde_json::Error) -> Failure {
+    Failure::invalid(format!(
+        "{what} (line {}, column {})",
+        error.line(),
+        error.column()
+    ))
 }
 
 pub(crate) fn truncate(text: &str) -> String {
@@ -347,7 +371,13 @@ mod tests {
             provider_message(r#"{"type":"error","error":{"type":"x","message":"boom"}}"#),
             "boom"
         );
-        assert_eq!(provider_message(r#"{"detail":"nope"}"#), "nope");
-        assert_eq!(provider_message("plain text"), "plain text");
+        assert_eq!(
+            provider_message(r#"{"error":"model not found"}"#),
+            "model not found"
+        );
+        let reduced = "(the answer held no provider error message)";
+        assert_eq!(provider_message(r#"{"detail":"internal"}"#), reduced);
+        assert_eq!(provider_message("<html>internal page</html>"), reduced);
+        assert_eq!(provider_message(""), reduced);
     }
 }

@@ -1,16 +1,16 @@
 //! `http_fetch`: GETs an http(s) URL for an agent, safely on a server. Every resolved
-//! address of every hop (redirects are followed by hand) must be public: loopback,
-//! private, link-local, unique-local, shared (CGNAT), multicast, broadcast and
-//! unspecified addresses are refused, and the request connects to the address that was
-//! checked (no second DNS lookup). Answers are capped in size and time.
+//! address of every hop (redirects are followed by hand) must be public by the one
+//! outbound policy ([`crate::outbound`]), and the request connects to the address that
+//! was checked (no second DNS lookup). Answers are capped in size and time.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use url::{Host, Url};
 
 use super::{Tool, ToolError};
+use crate::outbound::{ResolveError, is_public, resolve_checked};
 
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,28 +98,25 @@ impl HttpFetch {
         let host = url
             .host()
             .ok_or_else(|| ToolError::InvalidArguments(format!("{url} has no host")))?;
-        let (domain, addresses): (Option<String>, Vec<SocketAddr>) = match host {
-            Host::Ipv4(ip) => (None, vec![SocketAddr::new(IpAddr::V4(ip), port)]),
-            Host::Ipv6(ip) => (None, vec![SocketAddr::new(IpAddr::V6(ip), port)]),
-            Host::Domain(domain) => {
-                let resolved = tokio::net::lookup_host((domain, port))
-                    .await
-                    .map_err(|_| ToolError::Failed(format!("{domain} could not be resolved")))?
-                    .collect();
-                (Some(domain.to_string()), resolved)
-            }
+        let trusted =
+            |address: &SocketAddr| self.trusted.contains(address) || is_public(address.ip());
+        let addresses =
+            resolve_checked(&host, port, trusted)
+                .await
+                .map_err(|error| match error {
+                    ResolveError::NotPublic { ip, .. } => ToolError::Failed(format!(
+                        "refused to fetch {url}: {ip} is not a public address"
+                    )),
+                    ResolveError::NoAddress(_) => {
+                        ToolError::Failed(format!("{url} resolves to no address"))
+                    }
+                    unresolvable => ToolError::Failed(unresolvable.to_string()),
+                })?;
+        let first = addresses[0];
+        let domain = match host {
+            Host::Domain(domain) => Some(domain.to_string()),
+            Host::Ipv4(_) | Host::Ipv6(_) => None,
         };
-        let Some(first) = addresses.first().copied() else {
-            return Err(ToolError::Failed(format!("{url} resolves to no address")));
-        };
-        for address in &addresses {
-            if !self.trusted.contains(address) && !is_public(address.ip()) {
-                return Err(ToolError::Failed(format!(
-                    "refused to fetch {url}: {} is not a public address",
-                    address.ip()
-                )));
-            }
-        }
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -166,56 +163,6 @@ fn without_url(error: &reqwest::Error) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
-}
-
-/// Whether an address is on the public internet.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(ip) => is_public_v4(ip),
-        IpAddr::V6(ip) => {
-            if let Some(mapped) = ip.to_ipv4_mapped() {
-                return is_public_v4(mapped);
-            }
-            is_public_v6(ip)
-        }
-    }
-}
-
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let octets = ip.octets();
-    let shared = octets[0] == 100 && (octets[1] & 0xc0) == 64; // 100.64.0.0/10
-    let this_network = octets[0] == 0; // 0.0.0.0/8
-    let reserved = octets[0] >= 240; // 240.0.0.0/4 and broadcast
-    !(ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_multicast()
-        || ip.is_broadcast()
-        || ip.is_unspecified()
-        || ip.is_documentation()
-        || shared
-        || this_network
-        || reserved)
-}
-
-fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    let unique_local = (first & 0xfe00) == 0xfc00; // fc00::/7
-    let link_local = (first & 0xffc0) == 0xfe80; // fe80::/10
-    let site_local = (first & 0xffc0) == 0xfec0; // fec0::/10 (deprecated)
-    let documentation = first == 0x2001 && ip.segments()[1] == 0x0db8;
-    // ::a.b.c.d (IPv4-compatible, deprecated) and NAT64 embed v4 addresses.
-    let compatible = ip.segments()[..6].iter().all(|s| *s == 0);
-    let nat64 = first == 0x0064 && ip.segments()[1] == 0xff9b;
-    !(ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || unique_local
-        || link_local
-        || site_local
-        || documentation
-        || compatible
-        || nat64)
 }
 
 #[async_trait::async_trait]

@@ -16,7 +16,7 @@ pub mod schema;
 pub use calculator::Calculator;
 pub use current_datetime::CurrentDatetime;
 pub use hello_world::HelloWorld;
-pub use http_fetch::{HttpFetch, is_public};
+pub use http_fetch::HttpFetch;
 
 /// A failure a tool reports; the agent sees its message as an observation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
