@@ -240,14 +240,15 @@ impl HttpLlmConnector {
         }
     }
 
-    /// The HTTP client allowed to call `base_url`; `None` for a provider's default.
-    fn http_for(&self, explicit_base_url: Option<&str>) -> Result<reqwest::Client, LlmError> {
-        let Some(base_url) = explicit_base_url else {
-            return Ok(self.trusted_http.clone());
-        };
+    /// The HTTP client allowed to call `base_url` (`chosen` when a graph or a stored key
+    /// named it, not the provider's default). A provider's public default is trusted; a
+    /// default on this machine (Ollama's `127.0.0.1:11434`) is the worker's own loopback
+    /// and needs the allow-list like any other.
+    fn http_for(&self, base_url: &str, chosen: bool) -> Result<reqwest::Client, LlmError> {
         match self.policy.check_base_url(base_url) {
             Ok(Route::Trusted) => Ok(self.trusted_http.clone()),
-            Ok(Route::PublicOnly) => Ok(self.public_http.clone()),
+            Ok(Route::PublicOnly) if chosen => Ok(self.public_http.clone()),
+            Ok(Route::PublicOnly) => Ok(self.trusted_http.clone()),
             Err(refusal) => Err(LlmError::AddressRefused(refusal.to_string())),
         }
     }
@@ -262,7 +263,7 @@ impl HttpLlmConnector {
             .or(credentials.base_url.as_deref())
             .filter(|url| !url.trim().is_empty());
         let base_url = route.base_url(explicit_base_url)?;
-        let http = self.http_for(explicit_base_url)?;
+        let http = self.http_for(&base_url, explicit_base_url.is_some())?;
         let api_key = credentials
             .api_key
             .filter(|key| !key.expose_secret().trim().is_empty());

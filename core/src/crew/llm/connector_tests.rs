@@ -65,6 +65,28 @@ async fn refused_base_urls_fail_before_anything_is_sent() {
 }
 
 #[tokio::test]
+async fn a_providers_default_on_this_machine_needs_the_allow_list() {
+    let connector = HttpLlmConnector::new(static_key("sk-x")).expect("client");
+    let ollama = LlmSpec::model("ollama/llama3");
+    let refused = connector
+        .client(&ollama)
+        .await
+        .expect_err("loopback default");
+    assert_eq!(refused.code(), "llm_address_refused");
+    let allowed = connector.clone().with_policy(OutboundPolicy::new(
+        parse_allowed_hosts("127.0.0.1:11434").expect("entry"),
+    ));
+    assert!(allowed.client(&ollama).await.is_ok(), "allow-listed Ollama");
+    assert!(
+        connector
+            .client(&LlmSpec::model("openai/gpt-4o-mini"))
+            .await
+            .is_ok(),
+        "a public default is trusted"
+    );
+}
+
+#[tokio::test]
 async fn names_resolving_to_private_addresses_are_refused_when_connecting() {
     let (target, accepted) = counting_listener().await;
     let connector = HttpLlmConnector::new(static_key("sk-x")).expect("client");
