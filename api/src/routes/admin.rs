@@ -2,7 +2,7 @@
 
 use crewgraph_core::auth::Role;
 use crewgraph_core::auth::admin::{self, UserAdminChanges};
-use crewgraph_core::pagination::PageRequest;
+use crewgraph_core::pagination::{List, PageRequest};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -74,7 +74,7 @@ impl AdminApi {
         /// Case-insensitive part of an email address.
         email: Query<Option<String>>,
     ) -> Result<UserPageResponse, ApiError> {
-        let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
+        let page = PageRequest::parse(List::Users, limit.0, cursor.0.as_deref())?;
         let result = admin::list_users(&state.db, &auth.0, page, email.0.as_deref()).await?;
         Ok(UserPageResponse::Ok(Json(UserPage {
             items: result.items.into_iter().map(Into::into).collect(),

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use crewgraph_core::executions::{self, Execution, ListFilter, Status};
-use crewgraph_core::pagination::PageRequest;
+use crewgraph_core::fields;
+use crewgraph_core::pagination::{List, PageRequest};
 use futures::Stream;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
@@ -339,12 +340,12 @@ impl ExecutionsApi {
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
     ) -> Result<ExecutionPageResponse, ApiError> {
-        let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
+        let page = PageRequest::parse(List::Executions, limit.0, cursor.0.as_deref())?;
         let filter = ListFilter {
             graph_id: graph_id.0,
             status: status.0.map(Into::into),
-            created_after: created_after.0,
-            created_before: created_before.0,
+            created_after: fields::storable_time(created_after.0, "created_after")?,
+            created_before: fields::storable_time(created_before.0, "created_before")?,
         };
         let result = executions::list(&state.db, &auth.0, filter, page).await?;
         Ok(ExecutionPageResponse::Ok(Json(ExecutionPage {

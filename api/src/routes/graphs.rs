@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use crewgraph_core::graphs::{self, GraphVersion, ListFilter, NewGraph, SortOrder};
-use crewgraph_core::pagination::PageRequest;
+use crewgraph_core::pagination::{List, PageRequest};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
@@ -367,13 +367,14 @@ impl GraphsApi {
         /// `next_cursor` of the previous page (with the same `sort`).
         cursor: Query<Option<String>>,
     ) -> Result<GraphPageResponse, ApiError> {
-        let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
+        let (sort, list) = match sort.0 {
+            Some(GraphSort::UpdatedAsc) => (SortOrder::UpdatedAsc, List::GraphsOldestFirst),
+            _ => (SortOrder::UpdatedDesc, List::GraphsNewestFirst),
+        };
+        let page = PageRequest::parse(list, limit.0, cursor.0.as_deref())?;
         let filter = ListFilter {
             name: name.0.filter(|n| !n.is_empty()),
-            sort: match sort.0 {
-                Some(GraphSort::UpdatedAsc) => SortOrder::UpdatedAsc,
-                _ => SortOrder::UpdatedDesc,
-            },
+            sort,
         };
         let result = graphs::list(&state.db, &auth.0, workspace_id.0, filter, page).await?;
         Ok(GraphPageResponse::Ok(Json(GraphPage {
@@ -568,7 +569,7 @@ impl GraphsApi {
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
     ) -> Result<GraphVersionPageResponse, ApiError> {
-        let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
+        let page = PageRequest::parse(List::GraphVersions, limit.0, cursor.0.as_deref())?;
         let result = graphs::list_versions(&state.db, &auth.0, id.0, page).await?;
         Ok(GraphVersionPageResponse::Ok(Json(GraphVersionPage {
             items: result

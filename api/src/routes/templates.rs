@@ -2,7 +2,7 @@
 //! admins create, change, publish and delete them (403 for others).
 
 use chrono::{DateTime, Utc};
-use crewgraph_core::pagination::PageRequest;
+use crewgraph_core::pagination::{List, PageRequest};
 use crewgraph_core::templates::{self, NewTemplate, Template, TemplateChanges};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
@@ -194,7 +194,7 @@ impl TemplatesApi {
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
     ) -> Result<TemplatePageResponse, ApiError> {
-        let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
+        let page = PageRequest::parse(List::Templates, limit.0, cursor.0.as_deref())?;
         let result = templates::list(&state.db, &auth.0, page).await?;
         Ok(TemplatePageResponse::Ok(Json(TemplatePage {
             items: result.items.into_iter().map(Into::into).collect(),

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use crewgraph_core::executions;
-use crewgraph_core::pagination::PageRequest;
+use crewgraph_core::pagination::{List, PageRequest};
 use crewgraph_core::threads::{self, Message, MessageRole, Thread, ThreadChanges};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
@@ -285,7 +285,7 @@ impl ThreadsApi {
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
     ) -> Result<ThreadPageResponse, ApiError> {
-        let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
+        let page = PageRequest::parse(List::Threads, limit.0, cursor.0.as_deref())?;
         let result = threads::list(&state.db, &auth.0, workspace_id.0, page).await?;
         Ok(ThreadPageResponse::Ok(Json(ThreadPage {
             items: result.items.into_iter().map(Into::into).collect(),
@@ -412,7 +412,7 @@ impl ThreadsApi {
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
     ) -> Result<MessagePageResponse, ApiError> {
-        let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
+        let page = PageRequest::parse(List::Messages, limit.0, cursor.0.as_deref())?;
         let result = threads::list_messages(&state.db, &auth.0, id.0, page).await?;
         Ok(MessagePageResponse::Ok(Json(MessagePage {
             items: result.items.into_iter().map(Into::into).collect(),

@@ -1,7 +1,7 @@
 //! `/api/v1/workspaces`: the caller's folders of graphs and threads.
 
 use chrono::{DateTime, Utc};
-use crewgraph_core::pagination::PageRequest;
+use crewgraph_core::pagination::{List, PageRequest};
 use crewgraph_core::workspaces::{self, Workspace, WorkspaceChanges};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
@@ -157,7 +157,7 @@ impl WorkspacesApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> Result<WorkspacePageResponse, ApiError> {
-        let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
+        let page = PageRequest::parse(List::Workspaces, limit.0, cursor.0.as_deref())?;
         let result = workspaces::list(&state.db, &auth.0, page).await?;
         Ok(WorkspacePageResponse::Ok(Json(WorkspacePage {
             items: result.items.into_iter().map(Into::into).collect(),
