@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod error;
 pub mod event_hub;
+pub mod json_body;
 pub mod middleware;
 pub mod routes;
 pub mod startup;

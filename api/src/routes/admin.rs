@@ -14,6 +14,7 @@ use super::ApiTags;
 use super::users::UserBody;
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 pub struct AdminApi;
@@ -89,7 +90,7 @@ impl AdminApi {
         state: Data<&AppState>,
         auth: Auth,
         #[oai(name = "id")] id: Path<Uuid>,
-        body: Json<UpdateUserRequest>,
+        body: JsonBody<UpdateUserRequest>,
     ) -> Result<AdminUserResponse, ApiError> {
         let changes = UserAdminChanges {
             role: body.role.map(|r| match r {

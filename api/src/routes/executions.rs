@@ -22,6 +22,7 @@ use super::graph_bodies::example_time;
 use crate::auth::{Auth, StreamAuth};
 use crate::error::ApiError;
 use crate::event_hub::{EventBody, follow};
+use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 pub struct ExecutionsApi;
@@ -305,7 +306,7 @@ impl ExecutionsApi {
         state: Data<&AppState>,
         auth: Auth,
         id: Path<Uuid>,
-        body: Json<KickoffRequest>,
+        body: JsonBody<KickoffRequest>,
     ) -> Result<KickoffResponse, ApiError> {
         let execution = executions::kickoff(
             &state.db,

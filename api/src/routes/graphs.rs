@@ -17,6 +17,7 @@ use super::ApiTags;
 use super::graph_bodies::{GraphBody, example_document, example_time};
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 pub struct GraphsApi;
@@ -71,7 +72,7 @@ pub struct UpdateGraphRequest {
     #[oai(validator(max_length = 200))]
     pub name: Option<String>,
     /// `null` clears it; leaving it out keeps it.
-    #[oai(validator(max_length = 2000))]
+    #[oai(nullable, validator(max_length = 2000))]
     pub description: MaybeUndefined<String>,
 }
 
@@ -328,7 +329,7 @@ impl GraphsApi {
         state: Data<&AppState>,
         auth: Auth,
         workspace_id: Path<Uuid>,
-        body: Json<CreateGraphRequest>,
+        body: JsonBody<CreateGraphRequest>,
     ) -> Result<GraphCreated, ApiError> {
         let body = body.0;
         let graph = graphs::create(
@@ -408,7 +409,7 @@ impl GraphsApi {
         auth: Auth,
         workspace_id: Path<Uuid>,
         /// A `GraphExport` document.
-        body: Json<Value>,
+        body: JsonBody<Value>,
     ) -> Result<GraphCreated, ApiError> {
         let new = graphs::read_export(&body.0)?;
         let graph = graphs::create(&state.db, &auth.0, &state.tools, workspace_id.0, new).await?;
@@ -446,7 +447,7 @@ impl GraphsApi {
         auth: Auth,
         id: Path<Uuid>,
         #[oai(name = "If-Match")] if_match: Header<Option<String>>,
-        body: Json<ReplaceGraphRequest>,
+        body: JsonBody<ReplaceGraphRequest>,
     ) -> Result<GraphResponse, ApiError> {
         let body = body.0;
         let expected = match (if_match.0.as_deref(), body.version) {
@@ -481,7 +482,7 @@ impl GraphsApi {
         state: Data<&AppState>,
         auth: Auth,
         id: Path<Uuid>,
-        body: Json<UpdateGraphRequest>,
+        body: JsonBody<UpdateGraphRequest>,
     ) -> Result<GraphResponse, ApiError> {
         let body = body.0;
         let description = super::patch_field(body.description);
@@ -517,7 +518,7 @@ impl GraphsApi {
         state: Data<&AppState>,
         auth: Auth,
         id: Path<Uuid>,
-        body: Json<DuplicateGraphRequest>,
+        body: JsonBody<DuplicateGraphRequest>,
     ) -> Result<GraphCreated, ApiError> {
         let body = body.0;
         let graph = graphs::duplicate(

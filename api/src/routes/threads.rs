@@ -16,6 +16,7 @@ use super::ApiTags;
 use super::graph_bodies::example_time;
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 pub struct ThreadsApi;
@@ -104,6 +105,7 @@ pub struct UpdateThreadRequest {
     #[oai(validator(max_length = 200))]
     pub title: Option<String>,
     /// `null` unbinds the thread from its graph; leaving it out keeps it.
+    #[oai(nullable)]
     pub graph_id: MaybeUndefined<Uuid>,
 }
 
@@ -256,7 +258,7 @@ impl ThreadsApi {
         state: Data<&AppState>,
         auth: Auth,
         workspace_id: Path<Uuid>,
-        body: Json<CreateThreadRequest>,
+        body: JsonBody<CreateThreadRequest>,
     ) -> Result<ThreadCreated, ApiError> {
         let body = body.0;
         let thread = threads::create(
@@ -320,7 +322,7 @@ impl ThreadsApi {
         state: Data<&AppState>,
         auth: Auth,
         id: Path<Uuid>,
-        body: Json<UpdateThreadRequest>,
+        body: JsonBody<UpdateThreadRequest>,
     ) -> Result<ThreadResponse, ApiError> {
         let body = body.0;
         let graph_id = super::patch_field(body.graph_id);
@@ -370,7 +372,7 @@ impl ThreadsApi {
         state: Data<&AppState>,
         auth: Auth,
         id: Path<Uuid>,
-        body: Json<CreateMessageRequest>,
+        body: JsonBody<CreateMessageRequest>,
     ) -> Result<MessageCreated, ApiError> {
         let body = body.0;
         let role = match body.role {

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 pub struct WorkspacesApi;
@@ -41,7 +42,7 @@ pub struct UpdateWorkspaceRequest {
     #[oai(validator(max_length = 200))]
     pub name: Option<String>,
     /// `null` clears it; leaving it out keeps it.
-    #[oai(validator(max_length = 2000))]
+    #[oai(nullable, validator(max_length = 2000))]
     pub description: MaybeUndefined<String>,
 }
 
@@ -138,7 +139,7 @@ impl WorkspacesApi {
         &self,
         state: Data<&AppState>,
         auth: Auth,
-        body: Json<CreateWorkspaceRequest>,
+        body: JsonBody<CreateWorkspaceRequest>,
     ) -> Result<WorkspaceCreated, ApiError> {
         let body = body.0;
         let workspace =
@@ -184,7 +185,7 @@ impl WorkspacesApi {
         state: Data<&AppState>,
         auth: Auth,
         #[oai(name = "id")] id: Path<Uuid>,
-        body: Json<UpdateWorkspaceRequest>,
+        body: JsonBody<UpdateWorkspaceRequest>,
     ) -> Result<WorkspaceResponse, ApiError> {
         let body = body.0;
         let description = super::patch_field(body.description);
