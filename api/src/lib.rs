@@ -5,5 +5,6 @@ pub mod error;
 pub mod event_hub;
 pub mod json_body;
 pub mod middleware;
+pub mod peer_close;
 pub mod routes;
 pub mod startup;

@@ -12,6 +12,7 @@ pub mod executions;
 pub mod fields;
 pub mod graph;
 pub mod graphs;
+pub mod open_files;
 pub mod pagination;
 pub mod queue;
 pub mod shutdown;
