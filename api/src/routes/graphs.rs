@@ -8,101 +8,22 @@ use crewgraph_core::pagination::{List, PageRequest};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::types::{Example, MaybeUndefined};
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::ApiTags;
 use super::graph_bodies::{GraphBody, example_document, example_time};
+use super::graph_requests::{
+    CreateGraphRequest, DuplicateGraphRequest, ReplaceGraphRequest, UpdateGraphRequest,
+};
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 pub struct GraphsApi;
-
-#[derive(Object)]
-#[oai(example)]
-pub struct CreateGraphRequest {
-    #[oai(validator(max_length = 200))]
-    pub name: String,
-    #[oai(validator(max_length = 2000))]
-    pub description: Option<String>,
-    /// The graph document; an empty graph when absent. Drafts with validation errors are
-    /// stored (with `valid: false`); a document that is not a readable graph is refused.
-    pub document: Option<Value>,
-}
-
-impl Example for CreateGraphRequest {
-    fn example() -> Self {
-        CreateGraphRequest {
-            name: "Greeter".into(),
-            description: Some("Says hello".into()),
-            document: Some(example_document()),
-        }
-    }
-}
-
-#[derive(Object)]
-#[oai(example)]
-pub struct ReplaceGraphRequest {
-    /// The new document.
-    pub document: Value,
-    /// The version this replaces (or send `If-Match: "<version>"`).
-    pub version: Option<i32>,
-    /// A new name, optionally.
-    #[oai(validator(max_length = 200))]
-    pub name: Option<String>,
-}
-
-impl Example for ReplaceGraphRequest {
-    fn example() -> Self {
-        ReplaceGraphRequest {
-            document: example_document(),
-            version: Some(3),
-            name: None,
-        }
-    }
-}
-
-#[derive(Object)]
-#[oai(example)]
-pub struct UpdateGraphRequest {
-    #[oai(validator(max_length = 200))]
-    pub name: Option<String>,
-    /// `null` clears it; leaving it out keeps it.
-    #[oai(nullable, validator(max_length = 2000))]
-    pub description: MaybeUndefined<String>,
-}
-
-impl Example for UpdateGraphRequest {
-    fn example() -> Self {
-        UpdateGraphRequest {
-            name: Some("Greeter v2".into()),
-            description: MaybeUndefined::Undefined,
-        }
-    }
-}
-
-#[derive(Object)]
-#[oai(example)]
-pub struct DuplicateGraphRequest {
-    /// Default: "<name> (copy)".
-    #[oai(validator(max_length = 200))]
-    pub name: Option<String>,
-    /// Another of your workspaces; default: the same one.
-    pub workspace_id: Option<Uuid>,
-}
-
-impl Example for DuplicateGraphRequest {
-    fn example() -> Self {
-        DuplicateGraphRequest {
-            name: Some("Greeter (experiment)".into()),
-            workspace_id: None,
-        }
-    }
-}
 
 /// A graph in a list (without its document).
 #[derive(Object)]
