@@ -3,6 +3,8 @@
 pub mod auth;
 pub mod error;
 pub mod event_hub;
+pub mod json_body;
 pub mod middleware;
+pub mod peer_close;
 pub mod routes;
 pub mod startup;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use crewgraph_api::startup::{AppState, Application, openapi_json};
 use crewgraph_core::config::{Component, Config};
-use crewgraph_core::{db, telemetry};
+use crewgraph_core::{db, open_files, telemetry};
 
 /// Exit code for invalid configuration (sysexits' EX_CONFIG).
 const EXIT_CONFIG: u8 = 78;
@@ -57,6 +57,7 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(&config.log);
+    open_files::raise_limit();
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }

@@ -31,14 +31,10 @@ pub struct RequestContextEndpoint<E> {
     inner: E,
 }
 
-/// The request id of the request being handled, for handlers that want it.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
 impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
     type Output = Response;
 
-    async fn call(&self, mut req: Request) -> Result<Response> {
+    async fn call(&self, req: Request) -> Result<Response> {
         let request_id = req
             .headers()
             .get(REQUEST_ID_HEADER)
@@ -46,7 +42,6 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
             .filter(|v| is_acceptable_request_id(v))
             .map(str::to_owned)
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        req.extensions_mut().insert(RequestId(request_id.clone()));
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let span = tracing::info_span!(

@@ -17,6 +17,7 @@ use sea_orm::DatabaseConnection;
 use crate::error::{into_json_response, panic_response};
 use crate::event_hub::EventHub;
 use crate::middleware::{BodyLimit, RequestContext};
+use crate::peer_close::PeerCloseAcceptor;
 use crate::routes;
 
 pub const API_TITLE: &str = "crewgraph API";
@@ -83,7 +84,7 @@ pub fn app(state: AppState) -> impl poem::Endpoint {
 
 /// A bound, not yet running server.
 pub struct Application {
-    acceptor: poem::listener::TcpAcceptor,
+    acceptor: PeerCloseAcceptor<poem::listener::TcpAcceptor>,
     state: AppState,
 }
 
@@ -92,7 +93,10 @@ impl Application {
         let acceptor = TcpListener::bind(state.config.api.listen_addr)
             .into_acceptor()
             .await?;
-        Ok(Self { acceptor, state })
+        Ok(Self {
+            acceptor: PeerCloseAcceptor(acceptor),
+            state,
+        })
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {

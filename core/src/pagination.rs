@@ -1,6 +1,7 @@
 //! The one way lists paginate: `limit` (1..=100, default 50) and an opaque `cursor` that
-//! the previous page returned as `next_cursor`. A cursor holds the sort key of the last
-//! item (keyset pagination: stable under inserts, no OFFSET scans).
+//! the previous page returned as `next_cursor`. A cursor holds the list it came from and
+//! the sort key of the last item (keyset pagination: stable under inserts, no OFFSET
+//! scans); any other list refuses it.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -8,9 +9,44 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::error::{CoreError, CoreResult};
+use crate::fields::is_storable_time;
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 100;
+
+/// A paginated list (with its sort order). Its tag leads every cursor it hands out, so
+/// a cursor given to another list — even one sorted by the same kind of key — is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum List {
+    Workspaces,
+    /// Graphs, most recently updated first.
+    GraphsNewestFirst,
+    /// Graphs, least recently updated first.
+    GraphsOldestFirst,
+    GraphVersions,
+    Templates,
+    Threads,
+    Messages,
+    Executions,
+    Users,
+}
+
+impl List {
+    /// Stable byte values: cursors in clients' hands outlive a deployment.
+    fn tag(self) -> u8 {
+        match self {
+            List::Workspaces => 1,
+            List::GraphsNewestFirst => 2,
+            List::GraphsOldestFirst => 3,
+            List::GraphVersions => 4,
+            List::Templates => 5,
+            List::Threads => 6,
+            List::Messages => 7,
+            List::Executions => 8,
+            List::Users => 9,
+        }
+    }
+}
 
 /// The sort key of the last item of a page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,35 +60,35 @@ pub enum Cursor {
 }
 
 impl Cursor {
-    fn encode(self) -> String {
-        let bytes = match self {
-            Cursor::Id(id) => id.as_bytes().to_vec(),
+    fn encode(self, list: List) -> String {
+        let mut bytes = vec![list.tag()];
+        match self {
+            Cursor::Id(id) => bytes.extend_from_slice(id.as_bytes()),
             Cursor::TimeId(time, id) => {
-                let mut bytes = time.timestamp_micros().to_be_bytes().to_vec();
+                bytes.extend_from_slice(&time.timestamp_micros().to_be_bytes());
                 bytes.extend_from_slice(id.as_bytes());
-                bytes
             }
-            Cursor::Number(n) => n.to_be_bytes().to_vec(),
-        };
+            Cursor::Number(n) => bytes.extend_from_slice(&n.to_be_bytes()),
+        }
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    fn decode(text: &str) -> Option<Cursor> {
+    /// The cursor, if `text` is one that `list` handed out.
+    fn decode(text: &str, list: List) -> Option<Cursor> {
         let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
-        match bytes.len() {
-            16 => Uuid::from_slice(&bytes).ok().map(Cursor::Id),
+        let (&tag, key) = bytes.split_first()?;
+        if tag != list.tag() {
+            return None;
+        }
+        match key.len() {
+            16 => Uuid::from_slice(key).ok().map(Cursor::Id),
             24 => {
-                let micros = i64::from_be_bytes(bytes[..8].try_into().ok()?);
-                // Only times PostgreSQL can compare with (years 1..=9999).
-                const RANGE: std::ops::RangeInclusive<i64> =
-                    -62_135_596_800_000_000..=253_402_300_799_999_999;
-                if !RANGE.contains(&micros) {
-                    return None;
-                }
-                let time = DateTime::from_timestamp_micros(micros)?;
-                Some(Cursor::TimeId(time, Uuid::from_slice(&bytes[8..]).ok()?))
+                let micros = i64::from_be_bytes(key[..8].try_into().ok()?);
+                let time =
+                    DateTime::from_timestamp_micros(micros).filter(|t| is_storable_time(*t))?;
+                Some(Cursor::TimeId(time, Uuid::from_slice(&key[8..]).ok()?))
             }
-            8 => Some(Cursor::Number(i64::from_be_bytes(bytes.try_into().ok()?))),
+            8 => Some(Cursor::Number(i64::from_be_bytes(key.try_into().ok()?))),
             _ => None,
         }
     }
@@ -64,10 +100,12 @@ pub struct PageRequest {
     /// Items strictly after this id (ids are UUIDv7: time-ordered), for id-ordered lists.
     pub after: Option<Uuid>,
     pub cursor: Option<Cursor>,
+    /// The list being paged (its next cursor carries it).
+    pub list: List,
 }
 
 impl PageRequest {
-    pub fn parse(limit: Option<u32>, cursor: Option<&str>) -> CoreResult<Self> {
+    pub fn parse(list: List, limit: Option<u32>, cursor: Option<&str>) -> CoreResult<Self> {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(CoreError::invalid(
@@ -77,7 +115,7 @@ impl PageRequest {
             ));
         }
         let cursor = cursor
-            .map(|c| Cursor::decode(c).ok_or_else(invalid_cursor))
+            .map(|c| Cursor::decode(c, list).ok_or_else(invalid_cursor))
             .transpose()?;
         let after = match cursor {
             Some(Cursor::Id(id)) => Some(id),
@@ -87,6 +125,7 @@ impl PageRequest {
             limit,
             after,
             cursor,
+            list,
         })
     }
 
@@ -147,7 +186,7 @@ impl<T> Page<T> {
         let more = rows.len() > request.limit as usize;
         rows.truncate(request.limit as usize);
         let next_cursor = if more {
-            rows.last().map(|last| key(last).encode())
+            rows.last().map(|last| key(last).encode(request.list))
         } else {
             None
         };
@@ -167,19 +206,51 @@ mod tests {
         let id = Uuid::now_v7();
         let time = DateTime::from_timestamp_micros(1_764_000_000_123_456).expect("time");
         for cursor in [Cursor::Id(id), Cursor::TimeId(time, id), Cursor::Number(42)] {
-            let page = PageRequest::parse(Some(10), Some(&cursor.encode())).expect("parse");
+            let text = cursor.encode(List::Threads);
+            let page = PageRequest::parse(List::Threads, Some(10), Some(&text)).expect("parse");
             assert_eq!(page.cursor, Some(cursor));
         }
-        assert!(PageRequest::parse(None, Some("not a cursor!")).is_err());
-        let mut ancient = i64::MIN.to_be_bytes().to_vec();
+        assert!(PageRequest::parse(List::Threads, None, Some("not a cursor!")).is_err());
+        assert!(PageRequest::parse(List::Threads, None, Some("")).is_err());
+        let mut ancient = vec![List::Threads.tag()];
+        ancient.extend_from_slice(&i64::MIN.to_be_bytes());
         ancient.extend_from_slice(id.as_bytes());
         assert!(
-            PageRequest::parse(None, Some(&URL_SAFE_NO_PAD.encode(ancient))).is_err(),
+            PageRequest::parse(List::Threads, None, Some(&URL_SAFE_NO_PAD.encode(ancient)))
+                .is_err(),
             "a time PostgreSQL cannot store"
         );
-        assert!(PageRequest::parse(Some(0), None).is_err());
-        assert!(PageRequest::parse(Some(101), None).is_err());
-        let id_page = PageRequest::parse(None, Some(&Cursor::Id(id).encode())).expect("parse");
+        assert!(PageRequest::parse(List::Threads, Some(0), None).is_err());
+        assert!(PageRequest::parse(List::Threads, Some(101), None).is_err());
+        let id_cursor = Cursor::Id(id).encode(List::Workspaces);
+        let id_page = PageRequest::parse(List::Workspaces, None, Some(&id_cursor)).expect("parse");
         assert!(id_page.after_time_id().is_err(), "wrong kind of cursor");
+    }
+
+    #[test]
+    fn a_cursor_is_refused_by_every_other_list() {
+        let lists = [
+            List::Workspaces,
+            List::GraphsNewestFirst,
+            List::GraphsOldestFirst,
+            List::GraphVersions,
+            List::Templates,
+            List::Threads,
+            List::Messages,
+            List::Executions,
+            List::Users,
+        ];
+        let cursor = Cursor::Id(Uuid::now_v7());
+        for from in lists {
+            let text = cursor.encode(from);
+            for to in lists {
+                let parsed = PageRequest::parse(to, None, Some(&text));
+                assert_eq!(
+                    parsed.is_ok(),
+                    from == to,
+                    "{from:?} cursor given to {to:?}"
+                );
+            }
+        }
     }
 }

@@ -28,10 +28,3 @@ pub fn init(log: &LogConfig) {
         LogFormat::Pretty => builder.try_init(),
     };
 }
-
-/// Logging for commands that run before the configuration is known (or when it is invalid).
-pub fn init_fallback() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::new("info"))
-        .try_init();
-}

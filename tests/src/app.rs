@@ -44,10 +44,31 @@ impl TestProcess {
     /// Starts `binary` with exactly `env` (nothing inherited, so a developer's shell or
     /// `.env` cannot change what a test sees) and JSON logs.
     pub fn start(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let workdir = std::env::temp_dir();
         let mut command = Command::new(binary_path(binary));
+        command.args(args);
+        Self::spawn(command, env)
+    }
+
+    /// Like [`TestProcess::start`], with the soft open-file limit lowered to `soft_limit`
+    /// first (through `sh -c 'ulimit -Sn N; exec ...'`, so the pid is the binary's).
+    pub fn start_with_open_file_limit(
+        binary: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        soft_limit: u64,
+    ) -> Self {
+        let mut command = Command::new("/bin/sh");
         command
-            .args(args)
+            .arg("-c")
+            .arg(format!("ulimit -Sn {soft_limit} && exec \"$0\" \"$@\""))
+            .arg(binary_path(binary))
+            .args(args);
+        Self::spawn(command, env)
+    }
+
+    fn spawn(mut command: Command, env: &[(&str, &str)]) -> Self {
+        let workdir = std::env::temp_dir();
+        command
             .env_clear()
             .env("CREWGRAPH_LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
@@ -193,12 +214,22 @@ pub async fn spawn_api_with_args(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> TestApi {
+    let vars = api_env(database_url, env);
+    api_listening(TestProcess::start("crewgraph-api", args, &vars)).await
+}
+
+/// The environment every test API gets on top of its own variables.
+pub fn api_env<'a>(database_url: &'a str, env: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut vars = vec![
         ("DATABASE_URL", database_url),
         ("CREWGRAPH_API_ADDR", "127.0.0.1:0"),
     ];
     vars.extend_from_slice(env);
-    let mut process = TestProcess::start("crewgraph-api", args, &vars);
+    vars
+}
+
+/// Waits for a started `crewgraph-api` to listen and returns a client for it.
+pub async fn api_listening(mut process: TestProcess) -> TestApi {
     let listening = process
         .wait_for_log(START_TIMEOUT, |line| {
             line["message"] == "crewgraph-api listening"

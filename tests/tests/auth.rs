@@ -534,16 +534,18 @@ async fn malformed_and_oversized_bodies_are_refused_and_nothing_is_stored() {
         "malformed_body",
     )
     .await;
-    expect_error(
+    // Readable JSON with a field of the wrong type: 422 naming the field.
+    let wrong_type = expect_error(
         send(
             "application/json",
             br#"{"email": {"nested": true}, "password": "x"}"#.to_vec(),
         )
         .await,
-        400,
-        "malformed_body",
+        422,
+        "invalid_type",
     )
     .await;
+    assert_eq!(wrong_type["error"]["details"]["field"], "email");
     expect_error(
         send("text/plain", b"email=a".to_vec()).await,
         415,

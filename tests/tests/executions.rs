@@ -220,7 +220,7 @@ async fn kickoff_refuses_invalid_graphs_missing_inputs_and_too_many_runs_storing
         invalid["error"]["details"]["problems"][0]["code"],
         "missing_agent_in_task"
     );
-    expect_error(
+    let not_a_map = expect_error(
         post(
             &api,
             &kickoff_path,
@@ -228,10 +228,11 @@ async fn kickoff_refuses_invalid_graphs_missing_inputs_and_too_many_runs_storing
             json!({"inputs": "question"}),
         )
         .await,
-        400,
-        "malformed_body",
+        422,
+        "invalid_type",
     )
     .await;
+    assert_eq!(not_a_map["error"]["details"]["field"], "inputs");
     let listed = body(get(&api, "/api/v1/executions", &token).await).await;
     assert_eq!(listed["items"], json!([]), "refused kickoffs store nothing");
 

@@ -530,7 +530,7 @@ async fn node_types_describe_forms_and_single_nodes_validate() {
         "not_found",
     )
     .await;
-    expect_error(
+    let not_an_object = expect_error(
         post(
             &api,
             "/api/v1/node-types/agent/validate",
@@ -538,8 +538,9 @@ async fn node_types_describe_forms_and_single_nodes_validate() {
             json!({"data": "role"}),
         )
         .await,
-        400,
-        "malformed_body",
+        422,
+        "invalid_type",
     )
     .await;
+    assert_eq!(not_an_object["error"]["details"]["field"], "data");
 }

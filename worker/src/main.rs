@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use crewgraph_core::config::{Component, Config};
-use crewgraph_core::telemetry;
+use crewgraph_core::{open_files, telemetry};
 
 mod claim_loop;
 mod context;
@@ -55,6 +55,7 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(&config.log);
+    open_files::raise_limit();
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }

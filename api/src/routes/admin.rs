@@ -2,7 +2,7 @@
 
 use crewgraph_core::auth::Role;
 use crewgraph_core::auth::admin::{self, UserAdminChanges};
-use crewgraph_core::pagination::PageRequest;
+use crewgraph_core::pagination::{List, PageRequest};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -14,6 +14,7 @@ use super::ApiTags;
 use super::users::UserBody;
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 pub struct AdminApi;
@@ -74,7 +75,7 @@ impl AdminApi {
         /// Case-insensitive part of an email address.
         email: Query<Option<String>>,
     ) -> Result<UserPageResponse, ApiError> {
-        let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
+        let page = PageRequest::parse(List::Users, limit.0, cursor.0.as_deref())?;
         let result = admin::list_users(&state.db, &auth.0, page, email.0.as_deref()).await?;
         Ok(UserPageResponse::Ok(Json(UserPage {
             items: result.items.into_iter().map(Into::into).collect(),
@@ -89,7 +90,7 @@ impl AdminApi {
         state: Data<&AppState>,
         auth: Auth,
         #[oai(name = "id")] id: Path<Uuid>,
-        body: Json<UpdateUserRequest>,
+        body: JsonBody<UpdateUserRequest>,
     ) -> Result<AdminUserResponse, ApiError> {
         let changes = UserAdminChanges {
             role: body.role.map(|r| match r {

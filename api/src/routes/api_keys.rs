@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 pub struct ApiKeysApi;
@@ -53,7 +54,7 @@ pub struct UpdateApiKeyRequest {
     #[oai(validator(max_length = 4096))]
     pub secret: Option<String>,
     /// `null` removes it; leaving it out keeps it.
-    #[oai(validator(max_length = 2048))]
+    #[oai(nullable, validator(max_length = 2048))]
     pub base_url: MaybeUndefined<String>,
 }
 
@@ -122,7 +123,7 @@ impl ApiKeysApi {
         &self,
         state: Data<&AppState>,
         auth: Auth,
-        body: Json<CreateApiKeyRequest>,
+        body: JsonBody<CreateApiKeyRequest>,
     ) -> Result<ApiKeyCreated, ApiError> {
         let body = body.0;
         let key = provider_keys::create(
@@ -172,7 +173,7 @@ impl ApiKeysApi {
         state: Data<&AppState>,
         auth: Auth,
         #[oai(name = "id")] id: Path<Uuid>,
-        body: Json<UpdateApiKeyRequest>,
+        body: JsonBody<UpdateApiKeyRequest>,
     ) -> Result<ApiKeyResponse, ApiError> {
         let body = body.0;
         let base_url = match body.base_url {

@@ -14,6 +14,7 @@ use super::ApiTags;
 use super::users::UserBody;
 use crate::auth::{Auth, client_address};
 use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 pub struct AuthApi;
@@ -136,7 +137,7 @@ impl AuthApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        body: Json<RegisterRequest>,
+        body: JsonBody<RegisterRequest>,
     ) -> Result<RegisterResponse, ApiError> {
         if !state.config.auth.allow_registration {
             return Err(ApiError::Forbidden {
@@ -176,7 +177,7 @@ impl AuthApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        body: Json<LoginRequest>,
+        body: JsonBody<LoginRequest>,
     ) -> Result<TokensIssued, ApiError> {
         let LoginRequest { email, password } = body.0;
         let pair = sessions::login(
@@ -196,7 +197,7 @@ impl AuthApi {
         &self,
         state: Data<&AppState>,
         req: &Request,
-        body: Json<RefreshRequest>,
+        body: JsonBody<RefreshRequest>,
     ) -> Result<TokensIssued, ApiError> {
         let pair = sessions::refresh(
             &state.db,

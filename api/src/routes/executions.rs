@@ -2,20 +2,18 @@
 //! event log, the live event stream (SSE), stream tokens and cancel.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use crewgraph_core::events::{self, StoredEvent};
 use crewgraph_core::executions::{self, Execution, ListFilter, Status};
-use crewgraph_core::pagination::PageRequest;
+use crewgraph_core::fields;
+use crewgraph_core::pagination::{List, PageRequest};
 use futures::Stream;
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
-use sea_orm::DatabaseConnection;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -23,17 +21,14 @@ use super::ApiTags;
 use super::graph_bodies::example_time;
 use crate::auth::{Auth, StreamAuth};
 use crate::error::ApiError;
-use crate::event_hub::{EventHub, HubMessage};
+use crate::event_hub::{EventBody, follow};
+use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 pub struct ExecutionsApi;
 
 /// SSE keep-alive comment interval (DESIGN §4).
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
-/// A live stream re-reads the database when it heard nothing for this long.
-const IDLE_RECHECK: Duration = Duration::from_secs(15);
-/// Rows per database read while a stream catches up.
-const CATCH_UP_ROWS: u32 = 500;
 
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
 #[oai(rename_all = "lowercase")]
@@ -197,56 +192,6 @@ impl Example for ExecutionPage {
     }
 }
 
-/// One event: what the SSE stream sends as `data:` (with `id: <seq>` and `event: <type>`).
-#[derive(Object, Clone)]
-#[oai(rename = "ExecutionEvent", example)]
-pub struct EventBody {
-    pub execution_id: Uuid,
-    /// Gap-free per execution, from 1.
-    pub seq: i64,
-    /// `execution.queued`, `execution.started`, `task.started`, ... (docs/executions.md).
-    #[oai(rename = "type")]
-    pub event_type: String,
-    pub ts: DateTime<Utc>,
-    pub data: Value,
-    /// This event's JSON, when it was rendered once for many clients.
-    #[oai(skip)]
-    pub rendered: Option<Arc<str>>,
-}
-
-impl From<&StoredEvent> for EventBody {
-    fn from(e: &StoredEvent) -> Self {
-        EventBody {
-            execution_id: e.execution_id,
-            seq: e.seq,
-            event_type: e.event_type.clone(),
-            ts: e.created_at,
-            data: e.data.clone(),
-            rendered: None,
-        }
-    }
-}
-
-/// The JSON envelope of an event, as the log endpoint and the stream send it.
-pub fn render_event(event: &StoredEvent) -> Arc<str> {
-    use poem_openapi::types::ToJSON as _;
-    Arc::from(EventBody::from(event).to_json_string())
-}
-
-impl Example for EventBody {
-    fn example() -> Self {
-        EventBody {
-            execution_id: ExecutionBody::example().id,
-            seq: 3,
-            event_type: "task.started".into(),
-            ts: example_time(),
-            data: json!({"task_id": "greet", "name": "greet", "description": "Greet Ada using the hello_world tool.",
-                         "agent_role": "Friendly Greeter", "context": ""}),
-            rendered: None,
-        }
-    }
-}
-
 #[derive(Object)]
 #[oai(example)]
 pub struct EventLogPage {
@@ -345,89 +290,6 @@ fn to_sse_event(item: EventBody) -> poem::web::sse::Event {
         .event_type(event_type)
 }
 
-/// Stored events after `after`, then live ones, with no gap and no duplicate, until the
-/// terminal event.
-pub fn follow(
-    hub: Arc<EventHub>,
-    db: DatabaseConnection,
-    execution_id: Uuid,
-    after: i64,
-) -> impl Stream<Item = EventBody> + Send + 'static {
-    async_stream::stream! {
-        // Subscribe before reading the database, so nothing committed in between is lost.
-        let mut subscription = hub.subscribe(execution_id);
-        let mut last = after;
-        'catch_up: loop {
-            loop {
-                match events::read_after(&db, execution_id, last, CATCH_UP_ROWS).await {
-                    Ok(rows) if rows.is_empty() => {
-                        // Nothing new: the stream ends if nothing more can come (the client
-                        // resumed after the terminal event, or the execution is gone).
-                        match executions::stream_position(&db, execution_id).await {
-                            Ok(None) => return,
-                            Ok(Some((status, last_seq))) if status.is_terminal() && last >= last_seq => return,
-                            _ => break,
-                        }
-                    }
-                    Ok(rows) => {
-                        let complete = rows.len() < CATCH_UP_ROWS as usize;
-                        for row in rows {
-                            last = row.seq;
-                            let terminal = row.is_terminal();
-                            yield EventBody::from(&row);
-                            if terminal {
-                                return;
-                            }
-                        }
-                        if complete {
-                            break;
-                        }
-                    }
-                    Err(error) => {
-                        // The database is away (restarting?): keep the client, try again.
-                        tracing::warn!(%error, "event stream cannot read events; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-            }
-            loop {
-                let message = tokio::select! {
-                    message = subscription.receiver.recv() => Some(message),
-                    () = tokio::time::sleep(IDLE_RECHECK) => None,
-                };
-                match message {
-                    Some(Ok(HubMessage::Event(event))) => {
-                        if event.event.seq <= last {
-                            continue;
-                        }
-                        if event.event.seq != last + 1 {
-                            continue 'catch_up;
-                        }
-                        last = event.event.seq;
-                        let terminal = event.event.is_terminal();
-                        // Rendered once for all clients: no per-client copy of `data`.
-                        yield EventBody {
-                            execution_id: event.event.execution_id,
-                            seq: event.event.seq,
-                            event_type: event.event.event_type.clone(),
-                            ts: event.event.created_at,
-                            data: Value::Null,
-                            rendered: Some(event.json.clone()),
-                        };
-                        if terminal {
-                            return;
-                        }
-                    }
-                    Some(Ok(HubMessage::Resync))
-                    | Some(Err(tokio::sync::broadcast::error::RecvError::Lagged(_)))
-                    | None => continue 'catch_up,
-                    Some(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return,
-                }
-            }
-        }
-    }
-}
-
 #[OpenApi(tag = "ApiTags::Executions")]
 impl ExecutionsApi {
     /// Run a graph. Validates it, snapshots it, queues the run and wakes a worker, in one
@@ -444,7 +306,7 @@ impl ExecutionsApi {
         state: Data<&AppState>,
         auth: Auth,
         id: Path<Uuid>,
-        body: Json<KickoffRequest>,
+        body: JsonBody<KickoffRequest>,
     ) -> Result<KickoffResponse, ApiError> {
         let execution = executions::kickoff(
             &state.db,
@@ -480,12 +342,12 @@ impl ExecutionsApi {
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
     ) -> Result<ExecutionPageResponse, ApiError> {
-        let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
+        let page = PageRequest::parse(List::Executions, limit.0, cursor.0.as_deref())?;
         let filter = ListFilter {
             graph_id: graph_id.0,
             status: status.0.map(Into::into),
-            created_after: created_after.0,
-            created_before: created_before.0,
+            created_after: fields::storable_time(created_after.0, "created_after")?,
+            created_before: fields::storable_time(created_before.0, "created_before")?,
         };
         let result = executions::list(&state.db, &auth.0, filter, page).await?;
         Ok(ExecutionPageResponse::Ok(Json(ExecutionPage {

@@ -4,104 +4,26 @@
 
 use chrono::{DateTime, Utc};
 use crewgraph_core::graphs::{self, GraphVersion, ListFilter, NewGraph, SortOrder};
-use crewgraph_core::pagination::PageRequest;
+use crewgraph_core::pagination::{List, PageRequest};
 use poem::web::Data;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::types::{Example, MaybeUndefined};
+use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::ApiTags;
 use super::graph_bodies::{GraphBody, example_document, example_time};
+use super::graph_requests::{
+    CreateGraphRequest, DuplicateGraphRequest, ReplaceGraphRequest, UpdateGraphRequest,
+};
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 pub struct GraphsApi;
-
-#[derive(Object)]
-#[oai(example)]
-pub struct CreateGraphRequest {
-    #[oai(validator(max_length = 200))]
-    pub name: String,
-    #[oai(validator(max_length = 2000))]
-    pub description: Option<String>,
-    /// The graph document; an empty graph when absent. Drafts with validation errors are
-    /// stored (with `valid: false`); a document that is not a readable graph is refused.
-    pub document: Option<Value>,
-}
-
-impl Example for CreateGraphRequest {
-    fn example() -> Self {
-        CreateGraphRequest {
-            name: "Greeter".into(),
-            description: Some("Says hello".into()),
-            document: Some(example_document()),
-        }
-    }
-}
-
-#[derive(Object)]
-#[oai(example)]
-pub struct ReplaceGraphRequest {
-    /// The new document.
-    pub document: Value,
-    /// The version this replaces (or send `If-Match: "<version>"`).
-    pub version: Option<i32>,
-    /// A new name, optionally.
-    #[oai(validator(max_length = 200))]
-    pub name: Option<String>,
-}
-
-impl Example for ReplaceGraphRequest {
-    fn example() -> Self {
-        ReplaceGraphRequest {
-            document: example_document(),
-            version: Some(3),
-            name: None,
-        }
-    }
-}
-
-#[derive(Object)]
-#[oai(example)]
-pub struct UpdateGraphRequest {
-    #[oai(validator(max_length = 200))]
-    pub name: Option<String>,
-    /// `null` clears it; leaving it out keeps it.
-    #[oai(validator(max_length = 2000))]
-    pub description: MaybeUndefined<String>,
-}
-
-impl Example for UpdateGraphRequest {
-    fn example() -> Self {
-        UpdateGraphRequest {
-            name: Some("Greeter v2".into()),
-            description: MaybeUndefined::Undefined,
-        }
-    }
-}
-
-#[derive(Object)]
-#[oai(example)]
-pub struct DuplicateGraphRequest {
-    /// Default: "<name> (copy)".
-    #[oai(validator(max_length = 200))]
-    pub name: Option<String>,
-    /// Another of your workspaces; default: the same one.
-    pub workspace_id: Option<Uuid>,
-}
-
-impl Example for DuplicateGraphRequest {
-    fn example() -> Self {
-        DuplicateGraphRequest {
-            name: Some("Greeter (experiment)".into()),
-            workspace_id: None,
-        }
-    }
-}
 
 /// A graph in a list (without its document).
 #[derive(Object)]
@@ -328,7 +250,7 @@ impl GraphsApi {
         state: Data<&AppState>,
         auth: Auth,
         workspace_id: Path<Uuid>,
-        body: Json<CreateGraphRequest>,
+        body: JsonBody<CreateGraphRequest>,
     ) -> Result<GraphCreated, ApiError> {
         let body = body.0;
         let graph = graphs::create(
@@ -368,13 +290,14 @@ impl GraphsApi {
         /// `next_cursor` of the previous page (with the same `sort`).
         cursor: Query<Option<String>>,
     ) -> Result<GraphPageResponse, ApiError> {
-        let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
+        let (sort, list) = match sort.0 {
+            Some(GraphSort::UpdatedAsc) => (SortOrder::UpdatedAsc, List::GraphsOldestFirst),
+            _ => (SortOrder::UpdatedDesc, List::GraphsNewestFirst),
+        };
+        let page = PageRequest::parse(list, limit.0, cursor.0.as_deref())?;
         let filter = ListFilter {
             name: name.0.filter(|n| !n.is_empty()),
-            sort: match sort.0 {
-                Some(GraphSort::UpdatedAsc) => SortOrder::UpdatedAsc,
-                _ => SortOrder::UpdatedDesc,
-            },
+            sort,
         };
         let result = graphs::list(&state.db, &auth.0, workspace_id.0, filter, page).await?;
         Ok(GraphPageResponse::Ok(Json(GraphPage {
@@ -408,7 +331,7 @@ impl GraphsApi {
         auth: Auth,
         workspace_id: Path<Uuid>,
         /// A `GraphExport` document.
-        body: Json<Value>,
+        body: JsonBody<Value>,
     ) -> Result<GraphCreated, ApiError> {
         let new = graphs::read_export(&body.0)?;
         let graph = graphs::create(
@@ -454,7 +377,7 @@ impl GraphsApi {
         auth: Auth,
         id: Path<Uuid>,
         #[oai(name = "If-Match")] if_match: Header<Option<String>>,
-        body: Json<ReplaceGraphRequest>,
+        body: JsonBody<ReplaceGraphRequest>,
     ) -> Result<GraphResponse, ApiError> {
         let body = body.0;
         let expected = match (if_match.0.as_deref(), body.version) {
@@ -490,7 +413,7 @@ impl GraphsApi {
         state: Data<&AppState>,
         auth: Auth,
         id: Path<Uuid>,
-        body: Json<UpdateGraphRequest>,
+        body: JsonBody<UpdateGraphRequest>,
     ) -> Result<GraphResponse, ApiError> {
         let body = body.0;
         let description = super::patch_field(body.description);
@@ -526,7 +449,7 @@ impl GraphsApi {
         state: Data<&AppState>,
         auth: Auth,
         id: Path<Uuid>,
-        body: Json<DuplicateGraphRequest>,
+        body: JsonBody<DuplicateGraphRequest>,
     ) -> Result<GraphCreated, ApiError> {
         let body = body.0;
         let graph = graphs::duplicate(
@@ -579,7 +502,7 @@ impl GraphsApi {
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
     ) -> Result<GraphVersionPageResponse, ApiError> {
-        let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
+        let page = PageRequest::parse(List::GraphVersions, limit.0, cursor.0.as_deref())?;
         let result = graphs::list_versions(&state.db, &auth.0, id.0, page).await?;
         Ok(GraphVersionPageResponse::Ok(Json(GraphVersionPage {
             items: result

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod executions;
 pub mod graph_bodies;
+pub mod graph_requests;
 pub mod graphs;
 pub mod health;
 pub mod templates;

@@ -2,7 +2,7 @@
 //! admins create, change, publish and delete them (403 for others).
 
 use chrono::{DateTime, Utc};
-use crewgraph_core::pagination::PageRequest;
+use crewgraph_core::pagination::{List, PageRequest};
 use crewgraph_core::templates::{self, NewTemplate, Template, TemplateChanges};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
@@ -16,6 +16,7 @@ use super::ApiTags;
 use super::graph_bodies::{GraphBody, example_document, example_time};
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 pub struct TemplatesApi;
@@ -116,7 +117,7 @@ pub struct UpdateTemplateRequest {
     #[oai(validator(max_length = 200))]
     pub name: Option<String>,
     /// `null` clears it; leaving it out keeps it.
-    #[oai(validator(max_length = 2000))]
+    #[oai(nullable, validator(max_length = 2000))]
     pub description: MaybeUndefined<String>,
     /// Must be a valid graph.
     pub document: Option<Value>,
@@ -194,7 +195,7 @@ impl TemplatesApi {
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
     ) -> Result<TemplatePageResponse, ApiError> {
-        let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
+        let page = PageRequest::parse(List::Templates, limit.0, cursor.0.as_deref())?;
         let result = templates::list(&state.db, &auth.0, page).await?;
         Ok(TemplatePageResponse::Ok(Json(TemplatePage {
             items: result.items.into_iter().map(Into::into).collect(),
@@ -208,7 +209,7 @@ impl TemplatesApi {
         &self,
         state: Data<&AppState>,
         auth: Auth,
-        body: Json<CreateTemplateRequest>,
+        body: JsonBody<CreateTemplateRequest>,
     ) -> Result<TemplateCreated, ApiError> {
         let body = body.0;
         let template = templates::create(
@@ -246,7 +247,7 @@ impl TemplatesApi {
         state: Data<&AppState>,
         auth: Auth,
         id: Path<Uuid>,
-        body: Json<UpdateTemplateRequest>,
+        body: JsonBody<UpdateTemplateRequest>,
     ) -> Result<TemplateResponse, ApiError> {
         let body = body.0;
         let description = super::patch_field(body.description);
@@ -321,7 +322,7 @@ impl TemplatesApi {
         state: Data<&AppState>,
         auth: Auth,
         id: Path<Uuid>,
-        body: Json<InstantiateTemplateRequest>,
+        body: JsonBody<InstantiateTemplateRequest>,
     ) -> Result<TemplateInstantiated, ApiError> {
         let body = body.0;
         let graph = templates::instantiate(

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use crewgraph_core::executions;
-use crewgraph_core::pagination::PageRequest;
+use crewgraph_core::pagination::{List, PageRequest};
 use crewgraph_core::threads::{self, Message, MessageRole, Thread, ThreadChanges};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
@@ -16,6 +16,7 @@ use super::ApiTags;
 use super::graph_bodies::example_time;
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 pub struct ThreadsApi;
@@ -104,6 +105,7 @@ pub struct UpdateThreadRequest {
     #[oai(validator(max_length = 200))]
     pub title: Option<String>,
     /// `null` unbinds the thread from its graph; leaving it out keeps it.
+    #[oai(nullable)]
     pub graph_id: MaybeUndefined<Uuid>,
 }
 
@@ -256,7 +258,7 @@ impl ThreadsApi {
         state: Data<&AppState>,
         auth: Auth,
         workspace_id: Path<Uuid>,
-        body: Json<CreateThreadRequest>,
+        body: JsonBody<CreateThreadRequest>,
     ) -> Result<ThreadCreated, ApiError> {
         let body = body.0;
         let thread = threads::create(
@@ -285,7 +287,7 @@ impl ThreadsApi {
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
     ) -> Result<ThreadPageResponse, ApiError> {
-        let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
+        let page = PageRequest::parse(List::Threads, limit.0, cursor.0.as_deref())?;
         let result = threads::list(&state.db, &auth.0, workspace_id.0, page).await?;
         Ok(ThreadPageResponse::Ok(Json(ThreadPage {
             items: result.items.into_iter().map(Into::into).collect(),
@@ -320,7 +322,7 @@ impl ThreadsApi {
         state: Data<&AppState>,
         auth: Auth,
         id: Path<Uuid>,
-        body: Json<UpdateThreadRequest>,
+        body: JsonBody<UpdateThreadRequest>,
     ) -> Result<ThreadResponse, ApiError> {
         let body = body.0;
         let graph_id = super::patch_field(body.graph_id);
@@ -370,7 +372,7 @@ impl ThreadsApi {
         state: Data<&AppState>,
         auth: Auth,
         id: Path<Uuid>,
-        body: Json<CreateMessageRequest>,
+        body: JsonBody<CreateMessageRequest>,
     ) -> Result<MessageCreated, ApiError> {
         let body = body.0;
         let role = match body.role {
@@ -413,7 +415,7 @@ impl ThreadsApi {
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
     ) -> Result<MessagePageResponse, ApiError> {
-        let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
+        let page = PageRequest::parse(List::Messages, limit.0, cursor.0.as_deref())?;
         let result = threads::list_messages(&state.db, &auth.0, id.0, page).await?;
         Ok(MessagePageResponse::Ok(Json(MessagePage {
             items: result.items.into_iter().map(Into::into).collect(),

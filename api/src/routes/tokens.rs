@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 pub struct TokensApi;
@@ -95,7 +96,7 @@ impl TokensApi {
         &self,
         state: Data<&AppState>,
         auth: Auth,
-        body: Json<CreateTokenRequest>,
+        body: JsonBody<CreateTokenRequest>,
     ) -> Result<CreateTokenResponse, ApiError> {
         let (token, secret) =
             personal_tokens::create(&state.db, &auth.0, &body.name, body.expires_in_days).await?;

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use super::ApiTags;
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 /// An invocation never takes longer than this, whatever the tool's own limits.
@@ -151,7 +152,7 @@ impl ToolsApi {
         _auth: Auth,
         /// The tool's name (`GET /api/v1/tools`).
         name: Path<String>,
-        body: Json<InvokeToolRequest>,
+        body: JsonBody<InvokeToolRequest>,
     ) -> Result<InvokeToolResponse, ApiError> {
         let name = name.0;
         let tool = state

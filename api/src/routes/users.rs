@@ -12,6 +12,7 @@ use secrecy::SecretString;
 use super::ApiTags;
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 pub struct UsersApi;
@@ -49,7 +50,7 @@ pub struct UpdateMeRequest {
     #[oai(validator(max_length = 254))]
     pub email: Option<String>,
     /// `null` clears it; leaving it out keeps it.
-    #[oai(validator(max_length = 200))]
+    #[oai(nullable, validator(max_length = 200))]
     pub display_name: MaybeUndefined<String>,
 }
 
@@ -90,7 +91,7 @@ impl UsersApi {
         &self,
         state: Data<&AppState>,
         auth: Auth,
-        body: Json<UpdateMeRequest>,
+        body: JsonBody<UpdateMeRequest>,
     ) -> Result<UserResponse, ApiError> {
         let body = body.0;
         let display_name = match body.display_name {
@@ -120,7 +121,7 @@ impl UsersApi {
         &self,
         state: Data<&AppState>,
         auth: Auth,
-        body: Json<ChangePasswordRequest>,
+        body: JsonBody<ChangePasswordRequest>,
     ) -> Result<PasswordChanged, ApiError> {
         let body = body.0;
         users::change_password(

@@ -22,6 +22,7 @@ use super::graph_bodies::{ProblemBody, ValidationBody, example_document};
 use super::tools::ToolBody;
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 pub struct ValidationApi;
@@ -178,7 +179,7 @@ impl ValidationApi {
         &self,
         state: Data<&AppState>,
         _auth: Auth,
-        body: Json<ValidateGraphRequest>,
+        body: JsonBody<ValidateGraphRequest>,
     ) -> Result<ValidationResponse, ApiError> {
         let validation = graphs::check_storable(&body.0.document, &state.tools, &state.llm_hosts)?;
         Ok(ValidationResponse::Ok(Json(ValidationBody::from(
@@ -245,7 +246,7 @@ impl ValidationApi {
         /// `agent`, `task`, `tool`, `llm` or `crew`.
         #[oai(name = "type")]
         kind: Path<String>,
-        body: Json<ValidateNodeRequest>,
+        body: JsonBody<ValidateNodeRequest>,
     ) -> Result<NodeValidationResponse, ApiError> {
         let kind = NodeKind::parse(&kind.0)
             .ok_or_else(|| ApiError::NotFound(format!("node type `{}` not found", kind.0)))?;

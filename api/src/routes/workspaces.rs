@@ -1,7 +1,7 @@
 //! `/api/v1/workspaces`: the caller's folders of graphs and threads.
 
 use chrono::{DateTime, Utc};
-use crewgraph_core::pagination::PageRequest;
+use crewgraph_core::pagination::{List, PageRequest};
 use crewgraph_core::workspaces::{self, Workspace, WorkspaceChanges};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::json_body::JsonBody;
 use crate::startup::AppState;
 
 pub struct WorkspacesApi;
@@ -41,7 +42,7 @@ pub struct UpdateWorkspaceRequest {
     #[oai(validator(max_length = 200))]
     pub name: Option<String>,
     /// `null` clears it; leaving it out keeps it.
-    #[oai(validator(max_length = 2000))]
+    #[oai(nullable, validator(max_length = 2000))]
     pub description: MaybeUndefined<String>,
 }
 
@@ -138,7 +139,7 @@ impl WorkspacesApi {
         &self,
         state: Data<&AppState>,
         auth: Auth,
-        body: Json<CreateWorkspaceRequest>,
+        body: JsonBody<CreateWorkspaceRequest>,
     ) -> Result<WorkspaceCreated, ApiError> {
         let body = body.0;
         let workspace =
@@ -157,7 +158,7 @@ impl WorkspacesApi {
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
     ) -> Result<WorkspacePageResponse, ApiError> {
-        let page = PageRequest::parse(limit.0, cursor.0.as_deref())?;
+        let page = PageRequest::parse(List::Workspaces, limit.0, cursor.0.as_deref())?;
         let result = workspaces::list(&state.db, &auth.0, page).await?;
         Ok(WorkspacePageResponse::Ok(Json(WorkspacePage {
             items: result.items.into_iter().map(Into::into).collect(),
@@ -184,7 +185,7 @@ impl WorkspacesApi {
         state: Data<&AppState>,
         auth: Auth,
         #[oai(name = "id")] id: Path<Uuid>,
-        body: Json<UpdateWorkspaceRequest>,
+        body: JsonBody<UpdateWorkspaceRequest>,
     ) -> Result<WorkspaceResponse, ApiError> {
         let body = body.0;
         let description = super::patch_field(body.description);

@@ -15,6 +15,11 @@ use sea_orm::sqlx::postgres::PgListener;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+mod follow;
+
+use follow::render_event;
+pub use follow::{EventBody, follow};
+
 /// Events buffered per followed execution before a slow client must re-read.
 const TOPIC_CAPACITY: usize = 1024;
 /// Rows read per notification.
@@ -188,7 +193,7 @@ impl EventHub {
                     continue;
                 }
                 topic.cursor = Some(row.seq);
-                let json = crate::routes::executions::render_event(&row);
+                let json = render_event(&row);
                 let _ = topic.sender.send(HubMessage::Event(Arc::new(SharedEvent {
                     event: row,
                     json,
