@@ -168,6 +168,15 @@ pub fn is_unavailable(err: &DbErr) -> bool {
     matches!(classify(err), DbFailure::Unavailable(_))
 }
 
+/// Worth retrying after a pause: the database is away, or this process is out of file
+/// descriptors for a moment (connections being closed free them).
+pub fn is_transient(err: &DbErr) -> bool {
+    matches!(
+        classify(err),
+        DbFailure::Unavailable(_) | DbFailure::OutOfFileDescriptors
+    )
+}
+
 /// The name of the constraint a write violated (unique, foreign key, check...), if any.
 pub fn violated_constraint(err: &DbErr) -> Option<&str> {
     database_error(err).and_then(|e| e.constraint())

@@ -86,8 +86,19 @@ pub enum ResolveError {
     Unresolvable(String),
     #[error("{0} resolves to no address")]
     NoAddress(String),
-    #[error("{host} resolves to {ip}, which is not a public address")]
+    #[error("{}", not_public(.host, .ip))]
     NotPublic { host: String, ip: IpAddr },
+}
+
+/// The refusal's text. A name's private address is not told: that would let any user map
+/// internal DNS through error messages. (An address the user wrote is theirs already.)
+pub fn not_public(host: &str, ip: &IpAddr) -> String {
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if literal.parse::<IpAddr>().ok() == Some(*ip) {
+        format!("{ip} is not a public address")
+    } else {
+        format!("{host} resolves to a non-public address")
+    }
 }
 
 /// The addresses `host:port` resolves to, each accepted by `accept` (every one, so a
@@ -330,22 +341,57 @@ impl OutboundPolicy {
 /// gets a `base_url_not_allowed` error on the field. Malformed URLs are left to the
 /// node's own field rules.
 pub fn check_llm_node_base_url(node: &Node, policy: &OutboundPolicy, problems: &mut Problems) {
-    let Some(base_url) = node.data.get("base_url").and_then(|url| url.as_str()) else {
+    let text = |field: &str| node.data.get(field).and_then(|value| value.as_str());
+    match (node.kind, text("base_url")) {
+        (NodeKind::Llm, Some(base_url)) => {
+            let is_http = Url::parse(base_url.trim())
+                .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some());
+            if !is_http {
+                return;
+            }
+            if let Err(refusal) = policy.check_base_url(base_url) {
+                problems.push(
+                    Problem::error(
+                        "base_url_not_allowed",
+                        format!("`base_url` is refused: {refusal}"),
+                    )
+                    .node(&node.id)
+                    .field("base_url"),
+                );
+            }
+        }
+        // No base URL: a provider's default applies, and Ollama's is the worker's own
+        // loopback, allowed only through the allow-list.
+        (NodeKind::Llm, None) => {
+            check_default_endpoint(node, "model", text("model"), policy, problems)
+        }
+        (NodeKind::Agent, _) => check_default_endpoint(node, "llm", text("llm"), policy, problems),
+        _ => {}
+    }
+}
+
+fn check_default_endpoint(
+    node: &Node,
+    field: &'static str,
+    model: Option<&str>,
+    policy: &OutboundPolicy,
+    problems: &mut Problems,
+) {
+    let Some(model) = model.filter(|m| m.trim_start().starts_with("ollama/")) else {
         return;
     };
-    let is_http = Url::parse(base_url.trim())
-        .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some());
-    if node.kind != NodeKind::Llm || !is_http {
-        return;
-    }
-    if let Err(refusal) = policy.check_base_url(base_url) {
+    if let Err(refusal) = policy.check_base_url(crate::crew::llm::provider::OLLAMA_BASE_URL) {
         problems.push(
             Problem::error(
                 "base_url_not_allowed",
-                format!("`base_url` is refused: {refusal}"),
+                format!(
+                    "`{model}` calls Ollama at its default address on the worker, which is \
+                     refused ({refusal}): give the llm node a `base_url`, or have the operator \
+                     allow `127.0.0.1:11434` in CREWGRAPH_LLM_ALLOWED_HOSTS"
+                ),
             )
             .node(&node.id)
-            .field("base_url"),
+            .field(field),
         );
     }
 }

@@ -174,3 +174,52 @@ fn validation_flags_refused_base_urls_on_llm_nodes_only() {
         .is_empty()
     );
 }
+
+#[test]
+fn a_names_private_address_is_not_told() {
+    let ip: IpAddr = "10.1.2.3".parse().expect("ip");
+    assert_eq!(
+        not_public("db.internal.example", &ip),
+        "db.internal.example resolves to a non-public address"
+    );
+    assert_eq!(
+        not_public("10.1.2.3", &ip),
+        "10.1.2.3 is not a public address"
+    );
+    let v6: IpAddr = "::1".parse().expect("ip");
+    assert_eq!(not_public("[::1]", &v6), "::1 is not a public address");
+}
+
+#[test]
+fn ollama_models_without_a_base_url_need_the_allow_list() {
+    use crate::graph::document::{Node, NodeKind};
+    let node = |kind, field: &str, value: &str| Node {
+        id: "n".into(),
+        kind,
+        y: 0.0,
+        data: serde_json::json!({ field: value })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    };
+    for (node, field) in [
+        (node(NodeKind::Llm, "model", "ollama/llama3.1"), "model"),
+        (node(NodeKind::Agent, "llm", "ollama/llama3.1"), "llm"),
+    ] {
+        let mut problems = Problems::new();
+        check_llm_node_base_url(&node, &OutboundPolicy::default(), &mut problems);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].code, "base_url_not_allowed");
+        assert_eq!(problems[0].field.as_deref(), Some(field));
+        let mut allowed = Problems::new();
+        check_llm_node_base_url(&node, &allow("127.0.0.1:11434"), &mut allowed);
+        assert!(allowed.is_empty(), "{allowed:?}");
+    }
+    let mut public = Problems::new();
+    check_llm_node_base_url(
+        &node(NodeKind::Agent, "llm", "openai/gpt-4o-mini"),
+        &OutboundPolicy::default(),
+        &mut public,
+    );
+    assert!(public.is_empty());
+}

@@ -25,7 +25,7 @@ use crate::running::{Running, StopReason};
 /// Most messages taken into one transaction.
 const MAX_BATCH: usize = 5_000;
 /// Messages the writer's channel holds before runs are held back.
-pub const QUEUE_CAPACITY: usize = 20_000;
+pub const QUEUE_CAPACITY: usize = 4_096;
 
 /// How a run's record ends.
 pub enum Completion {
@@ -180,7 +180,7 @@ async fn write_with_retries(
     loop {
         match write(db, batches, completions.iter().map(|(c, _)| c)).await {
             Ok(results) => return Ok(results),
-            Err(error) if is_unavailable(&error) => {
+            Err(error) if is_transient(&error) => {
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "the database is unreachable; events wait");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
@@ -194,8 +194,10 @@ async fn write_with_retries(
     }
 }
 
-fn is_unavailable(error: &CoreError) -> bool {
-    matches!(error, CoreError::Database(e) if crewgraph_core::db::is_unavailable(e))
+/// The database is away or this process is briefly out of file descriptors: the events
+/// wait in memory and the write is tried again.
+fn is_transient(error: &CoreError) -> bool {
+    matches!(error, CoreError::Database(e) if crewgraph_core::db::is_transient(e))
 }
 
 /// The fallback after a batch failed for a reason other than the connection: each
@@ -270,7 +272,7 @@ async fn write_retrying_connection(
     let mut delay = Duration::from_millis(50);
     loop {
         match write(db, batches, completions.iter().copied()).await {
-            Err(error) if is_unavailable(&error) => {
+            Err(error) if is_transient(&error) => {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
@@ -301,10 +303,12 @@ fn as_failure(completion: &Completion) -> Completion {
     }))
 }
 
-/// The SQLSTATE of a database error (logged instead of the message, which can quote data).
+/// The SQLSTATE of a database error, else its class (logged instead of the message, which
+/// can quote data).
 fn sqlstate(error: &CoreError) -> Option<String> {
     match error {
-        CoreError::Database(e) => crewgraph_core::db::sqlstate(e),
+        CoreError::Database(e) => crewgraph_core::db::sqlstate(e)
+            .or_else(|| Some(format!("{:?}", crewgraph_core::db::classify(e)))),
         _ => None,
     }
 }

@@ -82,9 +82,11 @@ async fn execute(context: &WorkerContext, started: Started) {
                 task_id,
             }),
             Some(StopReason::Lost) => None,
-            Some(StopReason::Cancelled) | None => finish(Outcome::of_run(Err(RunError::Cancelled))),
+            Some(StopReason::Cancelled) | None => {
+                finish(Outcome::of_run(&Err(RunError::Cancelled)))
+            }
         },
-        Ok(result) => finish(Outcome::of_run(result)),
+        Ok(result) => finish(Outcome::of_run(&result)),
         Err(_) => finish(Outcome::failed(
             end_code::EXECUTION_TIMEOUT,
             format!(

@@ -143,9 +143,11 @@ async fn run(args: RunArgs) -> Result<(), Failure> {
     });
     let result = run_crew(&spec, &inputs, deps, &sink, cancel).await;
     signals.abort();
-    if let Err(RunError::Cancelled) = &result {
-        sink.emit(Outcome::cancelled("interrupted by a signal").terminal_event());
-    }
+    let outcome = match &result {
+        Err(RunError::Cancelled) => Outcome::cancelled("interrupted by a signal"),
+        result => Outcome::of_run(result),
+    };
+    sink.emit(outcome.terminal_event());
     // Every event is on stdout before the result line.
     drop(sink);
     let _ = printer.await;

@@ -3,16 +3,17 @@
 //! stream, not one per token), and hands events to the writer in order.
 //!
 //! The writer's channel is bounded. `emit` never blocks: when the channel is full, events
-//! wait in this run's outbox (in order), and [`EventSink::ready`] — awaited by the runtime
-//! before each LLM and tool call — moves them on as the writer makes room, so a run that
-//! outpaces the writer waits there.
+//! wait in this run's outbox (in order) and a drain task moves them on as the writer makes
+//! room (so a streamed reply keeps flowing once the writer catches up); meanwhile
+//! [`EventSink::ready`] — awaited by the runtime before each LLM and tool call — holds a
+//! run that outpaces the writer there.
 //!
 //! The runtime's own terminal event is not forwarded: how a run ended is recorded by the
 //! lifecycle, which derives the terminal event from the run's `Outcome` and writes it with
 //! the status change.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ struct SinkInner {
     writer: EventWriter,
     /// Events the full channel could not take yet, oldest first.
     outbox: Mutex<VecDeque<RuntimeEvent>>,
+    /// A drain task is moving the outbox on.
+    draining: AtomicBool,
     pending: Mutex<Option<PendingDelta>>,
     generation: AtomicU64,
 }
@@ -55,6 +58,7 @@ impl ExecutionSink {
                 attempt,
                 writer,
                 outbox: Mutex::new(VecDeque::new()),
+                draining: AtomicBool::new(false),
                 pending: Mutex::new(None),
                 generation: AtomicU64::new(0),
             }),
@@ -77,7 +81,7 @@ impl SinkInner {
         }
     }
 
-    fn send(&self, event: RuntimeEvent) {
+    fn send(self: &Arc<Self>, event: RuntimeEvent) {
         let Ok(mut outbox) = self.outbox.lock() else {
             return;
         };
@@ -87,7 +91,19 @@ impl SinkInner {
         }
         match self.writer.sender.try_send(self.message(event)) {
             Ok(()) => {}
-            Err(TrySendError::Full(WriterMessage::Event { event, .. })) => outbox.push_back(event),
+            Err(TrySendError::Full(WriterMessage::Event { event, .. })) => {
+                outbox.push_back(event);
+                drop(outbox);
+                if !self.draining.swap(true, Ordering::AcqRel) {
+                    let inner = Arc::clone(self);
+                    tokio::spawn(async move {
+                        inner.drain_outbox().await;
+                        inner.draining.store(false, Ordering::Release);
+                        // An event queued after the last check but before the flag fell.
+                        inner.drain_outbox().await;
+                    });
+                }
+            }
             // The writer is gone only at the very end of a shutdown.
             Err(_) => {}
         }
@@ -114,7 +130,7 @@ impl SinkInner {
     }
 
     /// Sends the pending delta; with a generation, only if it is still that one.
-    fn flush_pending(&self, only_generation: Option<u64>) {
+    fn flush_pending(self: &Arc<Self>, only_generation: Option<u64>) {
         let Ok(mut pending) = self.pending.lock() else {
             return;
         };

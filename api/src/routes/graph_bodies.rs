@@ -126,7 +126,9 @@ pub struct PlannedTaskBody {
     pub name: Option<String>,
     /// The agent node performing it; absent in hierarchical crews (the manager delegates).
     pub agent: Option<String>,
-    /// Explicit context tasks; absent means CrewAI's default (every earlier output).
+    /// Explicit context tasks, in the author's order (the order of their edges); empty:
+    /// no context (`no_context`, CrewAI's `context=[]`); absent: CrewAI's default (every
+    /// earlier output).
     pub context: Option<Vec<String>>,
     /// Tools available to the task (its own, else its agent's).
     pub tools: Vec<String>,

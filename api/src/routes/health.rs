@@ -82,6 +82,14 @@ impl HealthApi {
                 ),
                 serde_json::json!({ "pending": pending }),
             ),
+            Ok(Err(e)) if crewgraph_core::db::classify(&e) == DbFailure::OutOfFileDescriptors => {
+                tracing::error!(error = %e, "readiness: out of file descriptors");
+                (
+                    "server_overloaded",
+                    "this process has run out of file descriptors".into(),
+                    serde_json::json!({ "cause": "out_of_file_descriptors" }),
+                )
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "readiness: database error");
                 (
@@ -111,8 +119,9 @@ impl HealthApi {
 fn database_cause(err: &sea_orm::DbErr) -> &'static str {
     match crewgraph_core::db::classify(err) {
         DbFailure::Unavailable(cause) => cause.as_str(),
-        DbFailure::OutOfFileDescriptors => "out_of_file_descriptors",
-        DbFailure::UnstorableText | DbFailure::Other => "database_error",
+        DbFailure::OutOfFileDescriptors | DbFailure::UnstorableText | DbFailure::Other => {
+            "database_error"
+        }
     }
 }
 

@@ -136,16 +136,8 @@ pub async fn run_crew(
         _ = cancel.cancelled() => Err(RunError::Cancelled),
         result = run_to_end(spec, inputs, &deps, sink, cancel.clone()) => result,
     };
-    match &result {
-        Ok(output) => sink.emit(RuntimeEvent::ExecutionSucceeded {
-            output: output.clone(),
-        }),
-        Err(RunError::Cancelled) => {}
-        Err(error) => sink.emit(RuntimeEvent::ExecutionFailed {
-            code: error.code().to_string(),
-            error: error.to_string(),
-        }),
-    }
+    // How the run ended is recorded by whoever ran it, from the `Outcome`
+    // (`executions::lifecycle`), which derives the terminal event once for everyone.
     result
 }
 

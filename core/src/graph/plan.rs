@@ -1,7 +1,7 @@
 //! The plan of a graph: its tasks in execution order with their agent, context and tools,
 //! and its agents with their tools and model.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::graph::document::{Document, Node, NodeKind};
 use crate::graph::problems::{Problem, Problems};
@@ -46,8 +46,9 @@ pub struct PlannedTask {
     pub name: Option<String>,
     /// The agent node performing it (`None` only in hierarchical crews: the manager delegates).
     pub agent: Option<String>,
-    /// Explicit context tasks (task → task edges), or `None` for CrewAI's default context
-    /// (the outputs of every earlier task).
+    /// Explicit context tasks (task → task edges, in the order of the document's edges;
+    /// empty for `no_context`), or `None` for CrewAI's default context (the outputs of
+    /// every earlier task).
     pub context: Option<Vec<String>>,
     /// Tool names available to the task (its own tool edges, else its agent's).
     pub tools: Vec<String>,
@@ -125,11 +126,16 @@ pub(crate) fn order_tasks(
         .map(|t| key(t))
         .collect();
     let mut order = Vec::new();
+    let mut placed: HashSet<String> = HashSet::new();
     while let Some(next) = ready.pop_first() {
         let id = next.2.clone();
+        // Two nodes with one id (reported by the shape checks) are placed once.
+        if !placed.insert(id.clone()) {
+            continue;
+        }
         for target in outgoing.get(id.as_str()).into_iter().flatten() {
             if let Some(count) = incoming.get_mut(target) {
-                *count -= 1;
+                *count = count.saturating_sub(1);
                 if *count == 0
                     && let Some(node) = by_id.get(target)
                 {

@@ -66,14 +66,12 @@ pub(crate) struct JobGuard {
 impl JobGate {
     fn enter(&self) -> Option<JobGuard> {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        if self.closed.load(Ordering::SeqCst) {
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            return None;
-        }
-        Some(JobGuard {
+        let guard = JobGuard {
             in_flight: self.in_flight.clone(),
             idle: self.idle.clone(),
-        })
+        };
+        // Refused: the guard's drop counts it out again (and wakes a waiting shutdown).
+        (!self.closed.load(Ordering::SeqCst)).then_some(guard)
     }
 }
 
@@ -170,16 +168,26 @@ async fn schedule(queue: &AsyncQueue, job: &dyn AsyncRunnable) -> CoreResult<()>
         .map_err(|e| CoreError::Internal(anyhow::anyhow!("scheduling a job: {e:?}")))
 }
 
+/// Cut off this many times, a job is given up (it may be what kills its worker).
+pub const MAX_RESCUES: i32 = 10;
+
 /// Puts follow-up jobs cut off by a crash (left `in_progress` past [`JOB_LEASE`]) back to
-/// be retried. Run by the worker's reaper.
+/// be retried — or, after [`MAX_RESCUES`], marks them failed. Run by the worker's reaper.
 pub async fn rescue<C: ConnectionTrait>(db: &C) -> CoreResult<u64> {
     Ok(db
         .execute(Statement::from_sql_and_values(
             db.get_database_backend(),
-            "UPDATE fang_tasks SET state = 'retried', retries = retries + 1, updated_at = now() \
+            "UPDATE fang_tasks SET retries = retries + 1, updated_at = now(), \
+               state = CASE WHEN retries + 1 >= $3 THEN 'failed' ELSE 'retried' END::fang_task_state, \
+               error_message = CASE WHEN retries + 1 >= $3 \
+                 THEN 'cut off by a crash too many times' ELSE error_message END \
              WHERE task_type = $1 AND state = 'in_progress' \
                AND updated_at < now() - make_interval(secs => $2)",
-            [TASK_TYPE.into(), JOB_LEASE.as_secs_f64().into()],
+            [
+                TASK_TYPE.into(),
+                JOB_LEASE.as_secs_f64().into(),
+                MAX_RESCUES.into(),
+            ],
         ))
         .await?
         .rows_affected())

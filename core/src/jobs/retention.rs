@@ -60,8 +60,9 @@ impl AsyncRunnable for RetentionSweep {
             .then(|| Scheduled::CronPattern(EVERY_HOUR.into()))
     }
 
+    /// Enough for a database outage or a few refusals by stopping workers.
     fn max_retries(&self) -> i32 {
-        5
+        10
     }
 }
 

@@ -104,8 +104,9 @@ impl HttpFetch {
             resolve_checked(&host, port, trusted)
                 .await
                 .map_err(|error| match error {
-                    ResolveError::NotPublic { ip, .. } => ToolError::Failed(format!(
-                        "refused to fetch {url}: {ip} is not a public address"
+                    ResolveError::NotPublic { host, ip } => ToolError::Failed(format!(
+                        "refused to fetch {url}: {}",
+                        crate::outbound::not_public(&host, &ip)
                     )),
                     ResolveError::NoAddress(_) => {
                         ToolError::Failed(format!("{url} resolves to no address"))

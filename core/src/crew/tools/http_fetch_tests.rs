@@ -47,7 +47,11 @@ async fn fetch(tool: &HttpFetch, url: &str) -> Result<String, ToolError> {
 fn assert_refused(result: Result<String, ToolError>) {
     match result {
         Err(ToolError::Failed(message)) => {
-            assert!(message.contains("is not a public address"), "{message}")
+            assert!(
+                message.contains("is not a public address")
+                    || message.contains("resolves to a non-public address"),
+                "{message}"
+            )
         }
         other => panic!("expected a refusal, got {other:?}"),
     }

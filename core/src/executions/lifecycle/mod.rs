@@ -154,9 +154,9 @@ impl Outcome {
     }
 
     /// The end of a run the runtime finished (a cancelled run stopped on request).
-    pub fn of_run(result: Result<CrewOutput, RunError>) -> Outcome {
+    pub fn of_run(result: &Result<CrewOutput, RunError>) -> Outcome {
         match result {
-            Ok(output) => Outcome::Succeeded(Box::new(output)),
+            Ok(output) => Outcome::Succeeded(Box::new(output.clone())),
             Err(RunError::Cancelled) => Outcome::cancelled(cancel_reason::ON_REQUEST),
             Err(error) => Outcome::failed(error.code(), error.to_string()),
         }
