@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::{Outcome, Status, cancel_reason};
 use crate::error::{CoreError, CoreResult};
 use crate::events::{self, EventBatch};
-use crate::executions::queue_task;
+use crate::executions::queue_task::{self, REMOVE_ENDED_TASKS};
 use crate::threads;
 
 /// An end to record: the execution, the attempt that holds it and the status it is
@@ -68,6 +68,8 @@ pub async fn finish<C: ConnectionTrait>(db: &C, finish: &Finish) -> CoreResult<b
 struct FinishRow {
     id: Uuid,
     attempt: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_id: Option<Uuid>,
     from: &'static str,
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,8 +82,8 @@ struct FinishRow {
     message: String,
 }
 
-/// Records many ends at once, whatever their number in three statements: the status with
-/// its result or error (and, for chat runs, the thread's message); the fang tasks removed;
+/// Records many ends at once, whatever their number in two statements: the status with
+/// its result or error, the fang tasks removed and, for chat runs, the thread's message;
 /// then the terminal events — all in the caller's transaction, so a client that sees the
 /// terminal event finds the execution finished. Returns, per end, whether it was recorded.
 pub async fn finish_many<C: ConnectionTrait>(db: &C, finishes: &[Finish]) -> CoreResult<Vec<bool>> {
@@ -102,6 +104,7 @@ pub async fn finish_many<C: ConnectionTrait>(db: &C, finishes: &[Finish]) -> Cor
         rows.push(FinishRow {
             id: finish.execution_id,
             attempt: finish.attempt,
+            task_id: finish.task_id,
             from: finish.from.as_str(),
             status: to.as_str(),
             result: finish.outcome.result_json()?,
@@ -115,10 +118,11 @@ pub async fn finish_many<C: ConnectionTrait>(db: &C, finishes: &[Finish]) -> Cor
     let done: Vec<(Uuid, i32)> = db
         .query_all(Statement::from_sql_and_values(
             db.get_database_backend(),
-            r#"
+            format!(
+                r#"
 WITH input AS (
     SELECT (x->>'id')::uuid AS id, (x->>'attempt')::integer AS attempt,
-           x->>'from' AS from_status, x->>'status' AS status,
+           (x->>'task_id')::uuid AS task_id, x->>'from' AS from_status, x->>'status' AS status,
            x->'result' AS result, x->'error' AS error, (x->>'message_id')::uuid AS message_id,
            x->>'message_role' AS message_role, x->>'message' AS message
     FROM jsonb_array_elements($1::jsonb) AS x
@@ -130,8 +134,8 @@ WITH input AS (
                                       THEN COALESCE(e.cancel_requested_at, now())
                                       ELSE e.cancel_requested_at END
     FROM input i WHERE e.id = i.id AND e.attempt = i.attempt AND e.status = i.from_status
-    RETURNING e.id, e.attempt, e.thread_id, i.message_id, i.message_role, i.message
-), touched AS (
+    RETURNING e.id, e.attempt, e.thread_id, i.task_id, i.message_id, i.message_role, i.message
+), {REMOVE_ENDED_TASKS}, touched AS (
     UPDATE threads t SET updated_at = now() FROM done WHERE t.id = done.thread_id
 ), answered AS (
     INSERT INTO messages (id, thread_id, role, content, execution_id)
@@ -139,7 +143,8 @@ WITH input AS (
     FROM done d JOIN threads t ON t.id = d.thread_id
 )
 SELECT id, attempt FROM done
-"#,
+"#
+            ),
             [input.into()],
         ))
         .await?
@@ -155,10 +160,10 @@ SELECT id, attempt FROM done
         .iter()
         .map(|f| done.contains(&(f.execution_id, f.attempt)))
         .collect();
-    let ended = || finishes.iter().zip(&recorded).filter(|(_, r)| **r);
-    let tasks: Vec<Uuid> = ended().filter_map(|(f, _)| f.task_id).collect();
-    queue_task::remove(db, &tasks).await?;
-    let terminal: Vec<EventBatch> = ended()
+    let terminal: Vec<EventBatch> = finishes
+        .iter()
+        .zip(&recorded)
+        .filter(|(_, r)| **r)
         .map(|(f, _)| EventBatch {
             execution_id: f.execution_id,
             attempt: None,
