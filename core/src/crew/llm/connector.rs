@@ -263,7 +263,12 @@ impl HttpLlmConnector {
             .or(credentials.base_url.as_deref())
             .filter(|url| !url.trim().is_empty());
         let base_url = route.base_url(explicit_base_url)?;
-        let http = self.http_for(&base_url, explicit_base_url.is_some())?;
+        // A chosen URL is judged as given (the provider may append a path, which must not
+        // make the operator's exact fallback URL look foreign).
+        let http = self.http_for(
+            explicit_base_url.unwrap_or(&base_url),
+            explicit_base_url.is_some(),
+        )?;
         let api_key = credentials
             .api_key
             .filter(|key| !key.expose_secret().trim().is_empty());

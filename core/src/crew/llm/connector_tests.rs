@@ -211,3 +211,21 @@ fn env_credentials_follow_litellm_names() {
         "http://h/v1/messages"
     );
 }
+
+#[tokio::test]
+async fn the_operators_fallback_is_trusted_as_written_whatever_path_the_provider_adds() {
+    let fallback = "http://10.0.0.5:11434";
+    let connector = HttpLlmConnector::new(Arc::new(StaticCredentials::new(
+        Some(fallback.to_owned()),
+        None,
+    )))
+    .expect("client")
+    .with_policy(OutboundPolicy::default().trusting(Some(fallback)));
+    assert!(
+        connector
+            .client(&LlmSpec::model("ollama/llama3"))
+            .await
+            .is_ok(),
+        "Ollama's /v1 suffix does not make the fallback foreign"
+    );
+}
