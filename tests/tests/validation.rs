@@ -193,6 +193,20 @@ fn unreadable_cases() -> Vec<(&'static str, Value, &'static str)> {
     ]
 }
 
+/// `POST /api/v1/graphs/validate` with this document; the answer's body.
+async fn validated(api: &crewgraph_tests::TestApi, token: &str, document: &Value) -> Value {
+    body(
+        post(
+            api,
+            "/api/v1/graphs/validate",
+            Some(token),
+            json!({ "document": document }),
+        )
+        .await,
+    )
+    .await
+}
+
 #[tokio::test]
 async fn every_validation_code_is_reported_over_http() {
     let db = TestDatabase::migrated().await;
@@ -287,16 +301,7 @@ async fn a_valid_graph_validates_with_its_plan_and_stored_graphs_validate_too() 
         "edges": [edge("e1", "a", "first"), edge("e2", "a", "second"),
                   edge("e3", "first", "second"), edge("e4", "h", "a")]
     });
-    let result = body(
-        post(
-            &api,
-            "/api/v1/graphs/validate",
-            Some(&token),
-            json!({"document": document}),
-        )
-        .await,
-    )
-    .await;
+    let result = validated(&api, &token, &document).await;
     assert_eq!(result["valid"], true, "{result}");
     assert_eq!(result["problems"], json!([]));
     let plan = &result["plan"];
@@ -369,16 +374,7 @@ async fn the_plan_keeps_the_authors_context_order_no_context_and_refuses_future_
         "edges": [edge("e1", "a", "t1"), edge("e2", "a", "t2"), edge("e3", "a", "t3"),
                   edge("e4", "a", "t4"), edge("c1", "t2", "t3"), edge("c2", "t1", "t3")]
     });
-    let result = body(
-        post(
-            &api,
-            "/api/v1/graphs/validate",
-            Some(&token),
-            json!({"document": document}),
-        )
-        .await,
-    )
-    .await;
+    let result = validated(&api, &token, &document).await;
     assert_eq!(result["valid"], true, "{result}");
     let tasks = &result["plan"]["tasks"];
     assert_eq!(tasks[2]["node_id"], "t3");
@@ -394,16 +390,7 @@ async fn the_plan_keeps_the_authors_context_order_no_context_and_refuses_future_
                   with_data(task("t2", 10), "order", json!(1))],
         "edges": [edge("e1", "a", "t1"), edge("e2", "a", "t2"), edge("c", "t1", "t2")]
     });
-    let result = body(
-        post(
-            &api,
-            "/api/v1/graphs/validate",
-            Some(&token),
-            json!({"document": future}),
-        )
-        .await,
-    )
-    .await;
+    let result = validated(&api, &token, &future).await;
     assert_eq!(result["valid"], false, "{result}");
     let problems = result["problems"].as_array().expect("problems");
     assert_eq!(problems.len(), 1, "{result}");
