@@ -1,6 +1,7 @@
 //! The crewgraph HTTP API: thin handlers over `crewgraph-core`.
 
 pub mod auth;
+pub mod cors;
 pub mod error;
 pub mod event_hub;
 pub mod json_body;

@@ -1,5 +1,6 @@
 //! Builds the application (routes, middleware, state) and runs the server.
 
+use crate::cors::Cors;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -63,12 +64,13 @@ pub fn openapi_json() -> String {
 }
 
 /// The whole endpoint tree with its middleware, in the order that makes every error JSON
-/// and every response carry a request id.
+/// and every response carry a request id (and, for allowed origins, CORS headers).
 pub fn app(state: AppState) -> impl poem::Endpoint {
     let service = openapi_service();
     let swagger = service.swagger_ui();
     let spec = service.spec_endpoint();
     let max_body_bytes = state.config.api.max_body_bytes;
+    let cors = Cors::new(state.config.api.cors_origins.clone());
     Route::new()
         .nest("/", service)
         .at("/openapi.json", spec)
@@ -80,6 +82,7 @@ pub fn app(state: AppState) -> impl poem::Endpoint {
         .catch_all_error(into_json_response)
         .with(CatchPanic::new().with_handler(panic_response))
         .with(RequestContext)
+        .with(cors)
 }
 
 /// A bound, not yet running server.

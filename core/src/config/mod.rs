@@ -16,7 +16,7 @@ mod worker;
 use std::fmt;
 use std::time::Duration;
 
-pub use api::{ApiConfig, DEFAULT_API_ADDR, DEFAULT_MAX_BODY_BYTES};
+pub use api::{ApiConfig, CorsOrigins, DEFAULT_API_ADDR, DEFAULT_MAX_BODY_BYTES};
 pub use auth::{AuthConfig, BootstrapAdmin, looks_like_email};
 pub use database::{DEFAULT_DATABASE_MAX_CONNECTIONS, DEFAULT_DATABASE_URL, DatabaseConfig};
 pub use encryption::EncryptionKeys;
@@ -124,7 +124,7 @@ impl Config {
         let environment = read_environment(&mut reader);
         let production = environment == Environment::Production;
         let database = database::read(&mut reader, production);
-        let api = api::read(&mut reader);
+        let api = api::read(&mut reader, production);
         let (worker, executions) = worker::read(&mut reader);
         let outbound = outbound::read(&mut reader);
         let jwt_secret = auth::read_jwt_secret(&mut reader, production, component, &mut warnings);

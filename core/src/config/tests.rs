@@ -209,3 +209,42 @@ fn the_llm_policy_allows_listed_hosts_and_the_fallback() {
     }
     assert!(policy.check_base_url("http://10.0.0.6/v1").is_err());
 }
+
+#[test]
+fn cors_origins_default_to_local_dev_servers_in_development_and_parse_exact_lists() {
+    let config = load(Component::Api, &[]).expect("development defaults");
+    let dev = &config.api.cors_origins;
+    assert_eq!(*dev, CorsOrigins::LocalDevServers);
+    for origin in [
+        "http://localhost:5173",
+        "http://127.0.0.1:3000",
+        "http://[::1]:8000",
+    ] {
+        assert!(dev.allows(origin), "{origin}");
+    }
+    for origin in [
+        "http://evil.example",
+        "http://localhost.evil.example:5173",
+        "null",
+    ] {
+        assert!(!dev.allows(origin), "{origin}");
+    }
+    let config = load(
+        Component::Api,
+        &[(
+            "CREWGRAPH_CORS_ORIGINS",
+            "https://App.Example.com, http://localhost:5173/",
+        )],
+    )
+    .expect("valid origins");
+    let exact = &config.api.cors_origins;
+    assert!(exact.allows("https://app.example.com"));
+    assert!(exact.allows("http://localhost:5173"));
+    assert!(!exact.allows("http://localhost:5174"));
+    let err = load(
+        Component::Api,
+        &[("CREWGRAPH_CORS_ORIGINS", "https://app.example.com/path")],
+    )
+    .expect_err("a path is not an origin");
+    assert_eq!(variables(&err), vec!["CREWGRAPH_CORS_ORIGINS"]);
+}
