@@ -142,12 +142,34 @@ async fn a_kickoff_runs_to_success_with_every_event_in_order_over_sse_and_in_the
     let mut tail = open_stream(&api, &token, &id, Some(events.len() as i64 - 2)).await;
     let tail_events = read_to_end(&mut tail, RUN_TIMEOUT).await;
     assert_eq!(tail_events, events[events.len() - 2..].to_vec());
-    // Resuming after the terminal event (EventSource reconnecting) ends at once.
-    let mut after_end = open_stream(&api, &token, &id, Some(events.len() as i64)).await;
-    assert_eq!(
-        read_to_end(&mut after_end, Duration::from_secs(5)).await,
-        Vec::new()
-    );
+    // Resuming after the terminal event (EventSource reconnecting) gets 204, on which a
+    // browser's EventSource stops reconnecting.
+    for resume in [
+        ("Last-Event-ID", events.len().to_string()),
+        ("Last-Event-ID", (events.len() + 5).to_string()),
+    ] {
+        let after_end = api
+            .client
+            .get(api.url(&format!("/api/v1/executions/{id}/events")))
+            .bearer_auth(&token)
+            .header(resume.0, resume.1)
+            .send()
+            .await
+            .expect("resume");
+        assert_eq!(after_end.status(), 204);
+        assert_eq!(after_end.bytes().await.expect("body").len(), 0);
+    }
+    let by_query = api
+        .client
+        .get(api.url(&format!(
+            "/api/v1/executions/{id}/events?after={}",
+            events.len()
+        )))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("resume");
+    assert_eq!(by_query.status(), 204);
 
     let listed = body(
         get(

@@ -274,6 +274,11 @@ pub enum EventStreamResponse {
         #[oai(header = "Cache-Control")] String,
         #[oai(header = "X-Accel-Buffering")] String,
     ),
+    /// The execution has ended and the client has every event (it resumed after the
+    /// terminal one): nothing more will come. A browser's EventSource stops reconnecting
+    /// on 204.
+    #[oai(status = 204)]
+    Ended,
 }
 
 fn to_sse_event(item: EventBody) -> poem::web::sse::Event {
@@ -411,7 +416,8 @@ impl ExecutionsApi {
 
     /// The execution's events as server-sent events: stored ones after `Last-Event-ID`
     /// (or `?after=`), then live ones as they happen, with no gap and no duplicate; a
-    /// keep-alive comment every 15 s; the stream ends after the terminal event. Browsers'
+    /// keep-alive comment every 15 s; the stream ends after the terminal event, and a
+    /// client resuming after it gets 204 (EventSource then stops). Browsers'
     /// EventSource cannot send headers: get a stream token (`POST .../stream-token`) and
     /// pass it as `?token=`.
     #[oai(
@@ -431,7 +437,7 @@ impl ExecutionsApi {
         #[oai(name = "token")]
         _token: Query<Option<String>>,
     ) -> Result<EventStreamResponse, ApiError> {
-        executions::get_owned(&state.db, auth.0, id.0).await?;
+        let execution = executions::get_owned(&state.db, auth.0, id.0).await?;
         let from_header = match last_event_id.0.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(value) => Some(value.parse::<i64>().map_err(|_| ApiError::BadRequest {
@@ -440,6 +446,9 @@ impl ExecutionsApi {
             })?),
         };
         let after = from_header.or(after.0).unwrap_or(0).max(0);
+        if execution.status.is_terminal() && after >= execution.last_seq {
+            return Ok(EventStreamResponse::Ended);
+        }
         let items: EventItems =
             Box::pin(follow(state.events.clone(), state.db.clone(), id.0, after));
         Ok(EventStreamResponse::Ok(
