@@ -56,6 +56,25 @@ pub fn one_task_graph() -> Value {
     })
 }
 
+/// `one_task_graph` with its agent on an llm node calling `base_url`.
+pub fn graph_calling(base_url: &str) -> Value {
+    let mut document = one_task_graph();
+    document["nodes"][0]["data"]
+        .as_object_mut()
+        .expect("data")
+        .remove("llm");
+    document["nodes"]
+        .as_array_mut()
+        .expect("nodes")
+        .push(json!({"id": "m", "type": "llm",
+                     "data": {"model": "openai/gpt-4o-mini", "base_url": base_url}}));
+    document["edges"]
+        .as_array_mut()
+        .expect("edges")
+        .push(json!({"id": "e-m", "source": "m", "target": "a"}));
+    document
+}
+
 /// Creates a workspace and a graph; returns the graph id.
 pub async fn create_graph(api: &TestApi, token: &str, document: Value) -> String {
     let ws = workspace(api, token, &format!("ws-{}", uuid::Uuid::new_v4())).await;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use crewgraph_tests::http::{JWT_SECRET, api, body, expect_error, get, post, send, signed_up};
 use crewgraph_tests::pipeline::{
-    ALLOW_LOOPBACK_LLM, assert_contiguous, create_graph, database, event_log, kickoff,
-    one_task_graph, open_stream, read_to_end, spawn_worker, wait_for_status,
+    ALLOW_LOOPBACK_LLM, assert_contiguous, create_graph, database, event_log, graph_calling,
+    kickoff, one_task_graph, open_stream, read_to_end, spawn_worker, wait_for_status,
 };
 use crewgraph_tests::scripted_llm::{Script, ScriptedLlm};
 use crewgraph_tests::{TestApi, TestDatabase, spawn_api_with};
@@ -474,22 +474,7 @@ async fn hostile_model_output_and_endpoints_cannot_break_the_worker_or_steal_key
     )
     .await;
     let token = signed_up(&api, "hostile@example.com").await;
-    let mut document = one_task_graph();
-    document["nodes"][0]["data"]
-        .as_object_mut()
-        .expect("data")
-        .remove("llm");
-    document["nodes"]
-        .as_array_mut()
-        .expect("nodes")
-        .push(json!({
-            "id": "m", "type": "llm",
-            "data": {"model": "openai/gpt-4o-mini", "base_url": chosen.openai_base_url()}
-        }));
-    document["edges"]
-        .as_array_mut()
-        .expect("edges")
-        .push(json!({"id": "e-m", "source": "m", "target": "a"}));
+    let document = graph_calling(&chosen.openai_base_url());
     let graph = create_graph(&api, &token, document).await;
     let execution = kickoff(&api, &token, &graph, json!({"question": "q"})).await;
     let id = execution["id"].as_str().expect("id");

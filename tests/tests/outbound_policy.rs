@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crewgraph_tests::http::{JWT_SECRET, body, expect_error, post, signed_up};
 use crewgraph_tests::pipeline::{
-    create_graph, database, event_log, kickoff, one_task_graph, spawn_worker, wait_for_status,
+    create_graph, database, event_log, graph_calling, kickoff, one_task_graph, spawn_worker,
+    wait_for_status,
 };
 use crewgraph_tests::scripted_llm::{Script, ScriptedLlm};
 use crewgraph_tests::{TestApi, TestDatabase, spawn_api_with};
@@ -61,25 +62,6 @@ fn bad_request(body: &str) -> String {
         "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     )
-}
-
-/// `one_task_graph` with its agent on an llm node calling `base_url`.
-fn graph_calling(base_url: &str) -> Value {
-    let mut document = one_task_graph();
-    document["nodes"][0]["data"]
-        .as_object_mut()
-        .expect("data")
-        .remove("llm");
-    document["nodes"]
-        .as_array_mut()
-        .expect("nodes")
-        .push(json!({"id": "m", "type": "llm",
-                     "data": {"model": "openai/gpt-4o-mini", "base_url": base_url}}));
-    document["edges"]
-        .as_array_mut()
-        .expect("edges")
-        .push(json!({"id": "e-m", "source": "m", "target": "a"}));
-    document
 }
 
 async fn api_allowing(db: &TestDatabase, hosts: &str) -> TestApi {
