@@ -168,6 +168,34 @@ async fn schedule(queue: &AsyncQueue, job: &dyn AsyncRunnable) -> CoreResult<()>
         .map_err(|e| CoreError::Internal(anyhow::anyhow!("scheduling a job: {e:?}")))
 }
 
+/// Queues a follow-up job in the caller's transaction (fang's own `insert_task` uses its
+/// own pool and could not join it), so the job exists exactly when what caused it was
+/// committed. `delay` postpones its first run. Jobs queued this way must not be `uniq`
+/// (fang's uniqueness hash is computed by its own insert).
+pub async fn enqueue<C: ConnectionTrait>(
+    db: &C,
+    job: &dyn AsyncRunnable,
+    delay: Duration,
+) -> CoreResult<()> {
+    debug_assert!(!job.uniq() && job.cron().is_none());
+    let metadata = serde_json::to_value(job).map_err(|e| CoreError::Internal(e.into()))?;
+    db.execute(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        // fang compares `scheduled_at` with the pool worker's clock: a job due now is
+        // written a minute back, so a worker whose clock lags the database's sees it.
+        "INSERT INTO fang_tasks (metadata, task_type, scheduled_at) VALUES ($1, $2, \
+           CASE WHEN $3 = 0 THEN now() - interval '1 minute' \
+                ELSE now() + make_interval(secs => $3) END)",
+        [
+            metadata.into(),
+            job.task_type().into(),
+            delay.as_secs_f64().into(),
+        ],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Cut off this many times, a job is given up (it may be what kills its worker).
 pub const MAX_RESCUES: i32 = 10;
 
