@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod dashboard;
+pub mod dashboard_bodies;
 pub mod executions;
 pub mod graph_bodies;
 pub mod graph_requests;
@@ -47,6 +49,8 @@ pub enum ApiTags {
     Threads,
     /// Runs of graphs: kickoff, status, event log, live events (SSE), cancel.
     Executions,
+    /// Figures over ended runs: summary, time series, failing graphs, end codes, models.
+    Dashboards,
 }
 
 /// Every resource's operations, merged in one place.
@@ -65,6 +69,8 @@ pub fn api() -> impl poem_openapi::OpenApi {
         templates::TemplatesApi,
         threads::ThreadsApi,
         executions::ExecutionsApi,
+        dashboard::DashboardApi,
+        dashboard::AdminDashboardApi,
     )
 }
 

@@ -1,0 +1,3 @@
+//! Run metrics (DESIGN §9, §11).
+
+pub mod dashboard;
