@@ -164,9 +164,17 @@ pub async fn end_codes(
     }))
 }
 
+/// `execution_model_usage` has no graph index: a graph's usage is found through its
+/// executions (`(graph_id, finished_at)` on `execution_metrics`, then the usage table's
+/// primary key), not by reading every model row of the range.
 pub fn models_statement(scope: &Scope, page: &RankPageRequest) -> CoreResult<Statement> {
     let mut binds = Binds::default();
-    let condition = scope.condition("", &mut binds);
+    let condition = if scope.graph_id.is_some() {
+        let executions = scope.condition("", &mut binds);
+        format!("execution_id IN (SELECT execution_id FROM execution_metrics WHERE {executions})")
+    } else {
+        scope.condition("", &mut binds)
+    };
     let after = match &page.after {
         Some(k) => Some((k.figure, k.text()?.into())),
         None => None,

@@ -50,18 +50,15 @@ struct SummaryRow {
     unpriced_models: serde_json::Value,
 }
 
-/// The CTE is read twice (figures and the unpriced models), so PostgreSQL materialises
-/// the range's rows once.
+/// One pass over the range for the figures; the unpriced models come from a second,
+/// narrower one (only rows that have any), which costs less than materialising the range
+/// to read it twice.
 pub fn statement(scope: &Scope) -> Statement {
     let mut binds = Binds::default();
     let condition = scope.condition("", &mut binds);
+    let unpriced_condition = scope.condition("x.", &mut binds);
     let sql = format!(
-        "WITH m AS ( \
-           SELECT status, run_ms, queue_wait_ms, prompt_tokens, completion_tokens, \
-                  cached_prompt_tokens, total_tokens, cost_usd, llm_calls, llm_failures, \
-                  tool_calls, tool_failures, unpriced_models \
-           FROM execution_metrics WHERE {condition}) \
-         SELECT count(*) AS runs, \
+        "SELECT count(*) AS runs, \
            count(*) FILTER (WHERE status = 'succeeded') AS succeeded, \
            count(*) FILTER (WHERE status = 'failed') AS failed, \
            count(*) FILTER (WHERE status = 'cancelled') AS cancelled, \
@@ -79,8 +76,9 @@ pub fn statement(scope: &Scope) -> Statement {
            coalesce(sum(tool_calls), 0)::bigint AS tool_calls, \
            coalesce(sum(tool_failures), 0)::bigint AS tool_failures, \
            (SELECT coalesce(json_agg(DISTINCT u ORDER BY u), '[]'::json) \
-              FROM m AS unpriced, unnest(unpriced.unpriced_models) AS u) AS unpriced_models \
-         FROM m"
+              FROM execution_metrics AS x, unnest(x.unpriced_models) AS u \
+              WHERE {unpriced_condition} AND x.unpriced_models <> '{{}}') AS unpriced_models \
+         FROM execution_metrics WHERE {condition}"
     );
     Statement::from_sql_and_values(DbBackend::Postgres, sql, binds.0)
 }
