@@ -81,7 +81,7 @@ pub struct DashboardSummary {
     /// `succeeded / runs` (cancelled runs count as not succeeded); null without runs.
     #[oai(nullable)]
     pub success_rate: Option<f64>,
-    /// From the last start to the end, of the runs that started.
+    /// From the first start to the end, of the runs that started.
     pub run_ms: PercentilesBody,
     /// From kickoff to the first start, of the runs that started.
     pub queue_wait_ms: PercentilesBody,

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod auth;
 pub mod dashboard;
 pub mod dashboard_bodies;
+pub mod execution_metrics;
 pub mod executions;
 pub mod graph_bodies;
 pub mod graph_requests;
@@ -69,6 +70,7 @@ pub fn api() -> impl poem_openapi::OpenApi {
         templates::TemplatesApi,
         threads::ThreadsApi,
         executions::ExecutionsApi,
+        execution_metrics::ExecutionMetricsApi,
         dashboard::DashboardApi,
         dashboard::AdminDashboardApi,
     )

@@ -10,6 +10,7 @@ mod database;
 mod encryption;
 mod logging;
 mod outbound;
+mod prices;
 mod reader;
 mod worker;
 
@@ -53,6 +54,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub encryption_keys: EncryptionKeys,
     pub log: LogConfig,
+    /// The price table for cost estimates (`CREWGRAPH_PRICES_FILE`).
+    pub prices: crate::metrics::prices::PriceTable,
     /// Things worth a warning at start-up (development defaults in use), logged once
     /// telemetry is up.
     pub warnings: Vec<String>,
@@ -131,6 +134,7 @@ impl Config {
         let encryption_keys = encryption::read(&mut reader, production, component, &mut warnings);
         let (admin, allow_registration) = auth::read_accounts(&mut reader);
         let log = logging::read(&mut reader);
+        let prices = prices::read(&mut reader);
         if !reader.problems.is_empty() {
             return Err(ConfigError {
                 problems: reader.problems,
@@ -150,6 +154,7 @@ impl Config {
             },
             encryption_keys,
             log,
+            prices,
             warnings,
         })
     }
