@@ -4,12 +4,18 @@
 //! worker (successes, failures and cancellations, compared with each execution's own
 //! figures), scoping and refusals, and the query plans.
 
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 use crewgraph_core::metrics::dashboard::{self, Scope, TimeRange};
 use crewgraph_tests::TestDatabase;
-use crewgraph_tests::http::{ADMIN_EMAIL, api_with_admin, body, expect_error, get, signed_up};
-use crewgraph_tests::pipeline::create_graph;
-use crewgraph_tests::pipeline::one_task_graph;
+use crewgraph_tests::http::{
+    ADMIN_EMAIL, api_with_admin, body, expect_error, get, post, signed_up,
+};
+use crewgraph_tests::pipeline::{
+    create_graph, kickoff, one_task_graph, spawn_worker, wait_for_status,
+};
+use crewgraph_tests::scripted_llm::{Script, ScriptedLlm};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DbBackend, Statement};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -121,12 +127,12 @@ async fn insert(db: &TestDatabase, rows: &[Row]) {
         sqlx::query(
             "INSERT INTO execution_metrics (execution_id, user_id, graph_id, status, end_code, \
                created_at, started_at, finished_at, queue_wait_ms, run_ms, attempts, lost_count, \
-               task_count, tasks_completed, llm_calls, llm_failures, tool_calls, tool_failures, \
-               prompt_tokens, completion_tokens, cached_prompt_tokens, total_tokens, cost_usd, \
-               models, unpriced_models) \
+               task_count, tasks_completed, llm_calls, llm_failures, successful_requests, \
+               tool_calls, tool_failures, prompt_tokens, completion_tokens, \
+               cached_prompt_tokens, total_tokens, cost_usd, models, unpriced_models) \
              VALUES ($1::uuid, $2::uuid, $3::uuid, $4, $5, $6::timestamptz, $6::timestamptz, \
-               $6::timestamptz, $7, $8, 1, 0, 1, 1, $9, $10, $11, 0, $12, $13, 0, $12 + $13, $14, \
-               ARRAY[$15], $16)",
+               $6::timestamptz, $7, $8, 1, 0, 1, 1, $9, $10, $9 - $10, $11, 0, $12, $13, 0, \
+               $12 + $13, $14, ARRAY[$15], $16)",
         )
         .bind(&id)
         .bind(row.user.to_string())
@@ -149,10 +155,10 @@ async fn insert(db: &TestDatabase, rows: &[Row]) {
         .expect("insert execution_metrics");
         sqlx::query(
             "INSERT INTO execution_model_usage (execution_id, model, user_id, graph_id, \
-               finished_at, llm_calls, llm_failures, prompt_tokens, completion_tokens, \
-               cached_prompt_tokens, total_tokens, cost_usd, priced) \
-             VALUES ($1::uuid, $2, $3::uuid, $4::uuid, $5::timestamptz, $6, $7, $8, $9, 0, \
-               $8 + $9, $10, $11)",
+               finished_at, llm_calls, llm_failures, successful_requests, prompt_tokens, \
+               completion_tokens, cached_prompt_tokens, total_tokens, cost_usd, priced) \
+             VALUES ($1::uuid, $2, $3::uuid, $4::uuid, $5::timestamptz, $6, $7, $6 - $7, $8, $9, \
+               0, $8 + $9, $10, $11)",
         )
         .bind(&id)
         .bind(row.model)
@@ -206,6 +212,391 @@ fn close(actual: &Value, expected: f64) -> bool {
 }
 
 const RANGE: &str = "from=2026-03-01T00:00:00Z&to=2026-03-08T00:00:00Z";
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Two tasks in order: `first` answered by `openai/gpt-4o-mini`, then `second` by
+/// `second_model`.
+fn two_step_graph(second_model: &str) -> Value {
+    json!({
+        "nodes": [
+            {"id": "a", "type": "agent", "data": {"role": "Starter", "goal": "Start",
+             "backstory": "Quick.", "llm": "openai/gpt-4o-mini"}},
+            {"id": "b", "type": "agent", "data": {"role": "Finisher", "goal": "Finish",
+             "backstory": "Careful.", "llm": second_model}},
+            {"id": "t1", "type": "task", "data": {"name": "first", "description": "Answer {question}",
+             "expected_output": "One sentence."}},
+            {"id": "t2", "type": "task", "data": {"name": "second", "description": "Check the answer",
+             "expected_output": "One sentence."}}
+        ],
+        "edges": [
+            {"id": "e1", "source": "a", "target": "t1"},
+            {"id": "e2", "source": "b", "target": "t2"},
+            {"id": "e3", "source": "t1", "target": "t2"}
+        ]
+    })
+}
+
+/// gpt-4o-mini priced; the other models are not.
+struct PriceFile(std::path::PathBuf);
+
+impl Drop for PriceFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn price_file() -> PriceFile {
+    let path = std::env::temp_dir().join(format!("dash-prices-{}.json", Uuid::new_v4()));
+    std::fs::write(
+        &path,
+        r#"{"models": {"gpt-4o-mini": {"input": 1.0, "output": 2.0, "cached_input": 0.5}}}"#,
+    )
+    .expect("write prices");
+    PriceFile(path)
+}
+
+fn sum(executions: &[Value], pointer: &str) -> i64 {
+    executions
+        .iter()
+        .map(|e| e.pointer(pointer).and_then(Value::as_i64).unwrap_or(0))
+        .sum()
+}
+
+fn figures(executions: &[Value], pointer: &str) -> Vec<f64> {
+    executions
+        .iter()
+        .filter_map(|e| e.pointer(pointer).and_then(Value::as_f64))
+        .collect()
+}
+
+/// Real runs through a worker: two successes, a failure after a first task that spent
+/// tokens, a cancel mid-run after a first task that spent tokens, and a cancel before the
+/// run started; the dashboards must add up to what each execution reports about itself.
+#[tokio::test]
+async fn dashboards_add_up_the_figures_of_real_runs_that_succeeded_failed_and_were_cancelled() {
+    let db = TestDatabase::migrated().await;
+    let llm = ScriptedLlm::start(
+        serde_json::from_value::<Script>(json!({"rules": [
+            {"when": {"model": "broken-model"}, "reply": {"fault": "unauthorized"}},
+            {"when": {"model": "slow-model"}, "reply": {"text": "Final Answer: late"},
+             "latency_ms": 20000},
+            {"reply": {"text": "Thought: I now can give a great answer\nFinal Answer: done"},
+             "usage": {"prompt_tokens": 100, "completion_tokens": 20, "cached_tokens": 10}}
+        ]}))
+        .expect("script"),
+    )
+    .await;
+    let (api, admin) = api_with_admin(&db).await;
+    let started = Utc::now() - chrono::Duration::seconds(1);
+    let ada = signed_up(&api, "real-runs@example.com").await;
+    let bob = signed_up(&api, "real-other@example.com").await;
+    let bob_id = user_id(&api, &bob).await;
+    let ok_graph = create_graph(&api, &ada, one_task_graph()).await;
+    let failing_graph = create_graph(&api, &ada, two_step_graph("openai/broken-model")).await;
+    let slow_graph = create_graph(&api, &ada, two_step_graph("openai/slow-model")).await;
+    let bobs_graph = create_graph(&api, &bob, one_task_graph()).await;
+    let question = json!({"question": "q"});
+
+    // Cancelled before any worker could start it.
+    let queued = kickoff(&api, &ada, &slow_graph, question.clone()).await;
+    let queued_id = queued["id"].as_str().expect("id").to_string();
+    let cancelled = post(
+        &api,
+        &format!("/api/v1/executions/{queued_id}/cancel"),
+        Some(&ada),
+        json!({}),
+    )
+    .await;
+    assert_eq!(cancelled.status(), 200);
+
+    let prices = price_file();
+    let prices_path = prices.0.to_str().expect("utf-8 path");
+    let _worker = spawn_worker(
+        &db.url,
+        &llm.openai_base_url(),
+        &[("CREWGRAPH_PRICES_FILE", prices_path)],
+    )
+    .await;
+    let mut ids = vec![queued_id];
+    for (graph, status) in [
+        (&ok_graph, "succeeded"),
+        (&ok_graph, "succeeded"),
+        (&failing_graph, "failed"),
+    ] {
+        let run = kickoff(&api, &ada, graph, question.clone()).await;
+        let id = run["id"].as_str().expect("id").to_string();
+        wait_for_status(&api, &ada, &id, Some(status), RUN_TIMEOUT).await;
+        ids.push(id);
+    }
+    // Cancelled while its second task waits for the slow model.
+    let slow = kickoff(&api, &ada, &slow_graph, question.clone()).await;
+    let slow_id = slow["id"].as_str().expect("id").to_string();
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    while !llm
+        .requests()
+        .iter()
+        .any(|r| r.body["model"] == "slow-model")
+    {
+        assert!(Instant::now() < deadline, "the slow model was never called");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let cancel = post(
+        &api,
+        &format!("/api/v1/executions/{slow_id}/cancel"),
+        Some(&ada),
+        json!({}),
+    )
+    .await;
+    assert_eq!(cancel.status(), 200);
+    wait_for_status(&api, &ada, &slow_id, Some("cancelled"), RUN_TIMEOUT).await;
+    ids.push(slow_id.clone());
+    let bobs_run = kickoff(&api, &bob, &bobs_graph, question.clone()).await;
+    wait_for_status(
+        &api,
+        &bob,
+        bobs_run["id"].as_str().expect("id"),
+        Some("succeeded"),
+        RUN_TIMEOUT,
+    )
+    .await;
+
+    let mut executions = Vec::new();
+    let mut model_figures = Vec::new();
+    for id in &ids {
+        executions.push(ok(&api, &format!("/api/v1/executions/{id}"), &ada).await);
+        model_figures.push(ok(&api, &format!("/api/v1/executions/{id}/metrics"), &ada).await);
+    }
+    let failed = &executions[3];
+    let mid_cancel = &executions[4];
+    assert!(
+        failed["usage"]["total_tokens"]
+            .as_i64()
+            .is_some_and(|t| t > 0),
+        "{failed}"
+    );
+    assert!(
+        mid_cancel["usage"]["total_tokens"]
+            .as_i64()
+            .is_some_and(|t| t > 0),
+        "{mid_cancel}"
+    );
+    assert!(
+        executions[0]["metrics"]["run_ms"].is_null(),
+        "never started"
+    );
+
+    let to = Utc::now() + chrono::Duration::seconds(1);
+    let range = format!(
+        "from={}&to={}",
+        started.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+        to.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+    );
+    let summary = ok(&api, &format!("/api/v1/dashboard/summary?{range}"), &ada).await;
+    assert_eq!(
+        (
+            &summary["runs"],
+            &summary["succeeded"],
+            &summary["failed"],
+            &summary["cancelled"]
+        ),
+        (&json!(5), &json!(2), &json!(1), &json!(2)),
+        "{summary}"
+    );
+    assert!(close(&summary["success_rate"], 0.4));
+    assert_eq!(
+        summary["tokens"],
+        json!({
+            "prompt": sum(&executions, "/usage/prompt_tokens"),
+            "completion": sum(&executions, "/usage/completion_tokens"),
+            "cached_prompt": sum(&executions, "/usage/cached_prompt_tokens"),
+            "total": sum(&executions, "/usage/total_tokens"),
+        }),
+        "the executions' own usage: {executions:#?}"
+    );
+    assert_eq!(summary["tokens"]["total"], 4 * 120, "four answered calls");
+    for (field, pointer) in [
+        ("llm_calls", "/metrics/llm_calls"),
+        ("llm_failures", "/metrics/llm_failures"),
+        ("tool_calls", "/metrics/tool_calls"),
+        ("successful_requests", "/usage/successful_requests"),
+    ] {
+        assert_eq!(
+            summary[field],
+            sum(&executions, pointer),
+            "{field}: {summary}"
+        );
+    }
+    let cost: f64 = figures(&executions, "/metrics/cost_usd").iter().sum();
+    assert!(cost > 0.0 && close(&summary["cost_usd"], cost), "{summary}");
+    let run_ms = figures(&executions, "/metrics/run_ms");
+    assert_eq!(
+        run_ms.len(),
+        4,
+        "the queued-then-cancelled run has no run time"
+    );
+    assert!(
+        close(&summary["run_ms"]["p50"], percentile(&run_ms, 0.5)),
+        "{summary}"
+    );
+    assert!(close(&summary["run_ms"]["p95"], percentile(&run_ms, 0.95)));
+    let waits = figures(&executions, "/metrics/queue_wait_ms");
+    assert!(close(
+        &summary["queue_wait_ms"]["p50"],
+        percentile(&waits, 0.5)
+    ));
+    let mut unpriced: Vec<String> = executions
+        .iter()
+        .flat_map(|e| {
+            e["metrics"]["unpriced_models"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|m| m.as_str().map(str::to_string))
+        .collect();
+    unpriced.sort();
+    unpriced.dedup();
+    assert!(!unpriced.is_empty());
+    assert_eq!(summary["unpriced_models"], json!(unpriced));
+
+    // Per graph: the slow graph's two cancellations.
+    let slow_summary = ok(
+        &api,
+        &format!("/api/v1/dashboard/summary?{range}&graph_id={slow_graph}"),
+        &ada,
+    )
+    .await;
+    assert_eq!(
+        (&slow_summary["runs"], &slow_summary["cancelled"]),
+        (&json!(2), &json!(2))
+    );
+    assert_eq!(
+        slow_summary["tokens"]["total"],
+        mid_cancel["usage"]["total_tokens"]
+    );
+
+    // Hour buckets hold exactly the runs that ended in them.
+    let series = ok(
+        &api,
+        &format!("/api/v1/dashboard/timeseries?{range}&bucket=hour"),
+        &ada,
+    )
+    .await;
+    for bucket in series["buckets"].as_array().expect("buckets") {
+        let start = time(&bucket["start"]);
+        let inside: Vec<Value> = executions
+            .iter()
+            .filter(|e| {
+                let finished = time(&e["finished_at"]);
+                finished >= start && finished < start + chrono::Duration::hours(1)
+            })
+            .cloned()
+            .collect();
+        assert_eq!(bucket["runs"], inside.len(), "{bucket}");
+        assert_eq!(bucket["total_tokens"], sum(&inside, "/usage/total_tokens"));
+        let cancelled = inside.iter().filter(|e| e["status"] == "cancelled").count();
+        assert_eq!(bucket["cancelled"], cancelled);
+    }
+    let in_buckets: i64 = series["buckets"]
+        .as_array()
+        .expect("buckets")
+        .iter()
+        .map(|b| b["runs"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(in_buckets, 5);
+
+    // Rankings.
+    let failing = ok(
+        &api,
+        &format!("/api/v1/dashboard/failing-graphs?{range}"),
+        &ada,
+    )
+    .await;
+    assert_eq!(
+        failing["items"],
+        json!([{"graph_id": failing_graph, "graph_name": "G", "failed": 1, "runs": 1, "failure_rate": 1.0}])
+    );
+    let codes = ok(&api, &format!("/api/v1/dashboard/end-codes?{range}"), &ada).await;
+    assert_eq!(
+        codes["items"],
+        json!([{"code": "cancelled", "runs": 2}, {"code": failed["error"]["code"], "runs": 1}])
+    );
+    let models = ok(&api, &format!("/api/v1/dashboard/models?{range}"), &ada).await;
+    let items = models["items"].as_array().expect("items");
+    let mut expected_models: Vec<&str> = model_figures
+        .iter()
+        .flat_map(|f| f["models"].as_array().into_iter().flatten())
+        .filter_map(|m| m["model"].as_str())
+        .collect();
+    expected_models.sort();
+    expected_models.dedup();
+    assert_eq!(items.len(), expected_models.len(), "{models}");
+    for item in items {
+        let of_model: Vec<Value> = model_figures
+            .iter()
+            .flat_map(|f| f["models"].as_array().cloned().unwrap_or_default())
+            .filter(|m| m["model"] == item["model"])
+            .collect();
+        assert_eq!(item["runs"], of_model.len(), "{item}");
+        assert_eq!(item["llm_calls"], sum(&of_model, "/llm_calls"), "{item}");
+        assert_eq!(
+            item["llm_failures"],
+            sum(&of_model, "/llm_failures"),
+            "{item}"
+        );
+        assert_eq!(
+            item["tokens"]["total"],
+            sum(&of_model, "/tokens/total_tokens"),
+            "{item}"
+        );
+        assert_eq!(item["priced"], of_model.iter().all(|m| m["priced"] == true));
+    }
+    assert_eq!(
+        items[0]["model"], "openai/gpt-4o-mini",
+        "the most calls: {models}"
+    );
+    let broken = items
+        .iter()
+        .find(|m| m["model"] == "openai/broken-model")
+        .expect("broken model");
+    assert!(
+        broken["llm_failures"].as_i64().is_some_and(|n| n >= 1),
+        "{broken}"
+    );
+
+    // Bob's run is his alone; an admin sees both.
+    assert_eq!(
+        ok(&api, &format!("/api/v1/dashboard/summary?{range}"), &bob).await["runs"],
+        1
+    );
+    let everyone = ok(
+        &api,
+        &format!("/api/v1/admin/dashboard/summary?{range}"),
+        &admin,
+    )
+    .await;
+    assert_eq!(everyone["runs"], 6);
+    assert_eq!(everyone["tokens"]["total"], 5 * 120);
+    let only_bob = ok(
+        &api,
+        &format!("/api/v1/admin/dashboard/summary?{range}&user_id={bob_id}"),
+        &admin,
+    )
+    .await;
+    assert_eq!(only_bob["runs"], 1);
+    expect_error(
+        get(
+            &api,
+            &format!("/api/v1/dashboard/summary?graph_id={bobs_graph}"),
+            &ada,
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+}
 
 #[tokio::test]
 async fn the_summary_counts_every_outcome_with_exact_percentiles_tokens_and_cost_per_scope() {
@@ -288,6 +679,7 @@ async fn the_summary_counts_every_outcome_with_exact_percentiles_tokens_and_cost
     );
     assert!(close(&summary["cost_usd"], 0.5 + 0.25 + 0.125 + 0.25));
     assert_eq!(summary["llm_calls"], 2 + 1 + 3 + 1 + 1);
+    assert_eq!(summary["successful_requests"], 2 + 1 + 3 + 1 + 1);
     assert_eq!(summary["unpriced_models"], json!(["ollama/llama3"]));
 
     // One graph.
@@ -864,23 +1256,23 @@ async fn fill_a_year(db: &TestDatabase) {
         "SET session_replication_role = replica",
         "INSERT INTO execution_metrics (execution_id, user_id, graph_id, status, end_code, \
            created_at, started_at, finished_at, queue_wait_ms, run_ms, attempts, lost_count, \
-           task_count, tasks_completed, llm_calls, llm_failures, tool_calls, tool_failures, \
-           prompt_tokens, completion_tokens, cached_prompt_tokens, total_tokens, cost_usd, \
-           models, unpriced_models) \
+           task_count, tasks_completed, llm_calls, llm_failures, successful_requests, \
+           tool_calls, tool_failures, prompt_tokens, completion_tokens, cached_prompt_tokens, \
+           total_tokens, cost_usd, models, unpriced_models) \
          SELECT gen_random_uuid(), \
            ('00000000-0000-0000-0000-' || lpad((i % 50)::text, 12, '0'))::uuid, \
            ('00000000-0000-0000-0001-' || lpad((i % 100)::text, 12, '0'))::uuid, \
            CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'succeeded' END, \
            CASE WHEN i % 10 = 0 THEN 'llm_error' END, \
-           t, t, t, i % 300, 1000 + i % 9000, 1, 0, 1, 1, 2, 0, 1, 0, 300, 50, 0, 350, 0.001, \
+           t, t, t, i % 300, 1000 + i % 9000, 1, 0, 1, 1, 2, 0, 2, 1, 0, 300, 50, 0, 350, 0.001, \
            ARRAY['openai/gpt-4o-mini'], ARRAY[]::text[] \
          FROM generate_series(1, 20000) AS i, \
            LATERAL (SELECT timestamptz '2026-03-08' - i * interval '30 minutes' AS t) AS times",
         "INSERT INTO execution_model_usage (execution_id, model, user_id, graph_id, finished_at, \
-           llm_calls, llm_failures, prompt_tokens, completion_tokens, cached_prompt_tokens, \
-           total_tokens, cost_usd, priced) \
-         SELECT execution_id, 'openai/gpt-4o-mini', user_id, graph_id, finished_at, 2, 0, 300, \
-           50, 0, 350, 0.001, true FROM execution_metrics",
+           llm_calls, llm_failures, successful_requests, prompt_tokens, completion_tokens, \
+           cached_prompt_tokens, total_tokens, cost_usd, priced) \
+         SELECT execution_id, 'openai/gpt-4o-mini', user_id, graph_id, finished_at, 2, 0, 2, \
+           300, 50, 0, 350, 0.001, true FROM execution_metrics",
         "ANALYZE execution_metrics",
         "ANALYZE execution_model_usage",
     ] {

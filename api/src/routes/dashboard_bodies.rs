@@ -90,6 +90,8 @@ pub struct DashboardSummary {
     pub cost_usd: f64,
     pub llm_calls: i64,
     pub llm_failures: i64,
+    /// LLM calls that answered (CrewAI's `successful_requests`).
+    pub successful_requests: i64,
     pub tool_calls: i64,
     pub tool_failures: i64,
     /// Models used in the range that the price table did not know: their calls are
@@ -113,6 +115,7 @@ impl DashboardSummary {
             cost_usd: s.cost_usd,
             llm_calls: s.llm_calls,
             llm_failures: s.llm_failures,
+            successful_requests: s.successful_requests,
             tool_calls: s.tool_calls,
             tool_failures: s.tool_failures,
             unpriced_models: s.unpriced_models,
@@ -238,6 +241,7 @@ pub struct ModelUsageBody {
     pub runs: i64,
     pub llm_calls: i64,
     pub llm_failures: i64,
+    pub successful_requests: i64,
     pub tokens: TokensBody,
     pub cost_usd: f64,
     /// False when the price table did not know it for some run (those calls cost 0).
@@ -251,6 +255,7 @@ impl From<ModelUsage> for ModelUsageBody {
             runs: m.runs,
             llm_calls: m.llm_calls,
             llm_failures: m.llm_failures,
+            successful_requests: m.successful_requests,
             tokens: m.tokens.into(),
             cost_usd: m.cost_usd,
             priced: m.priced,
@@ -306,6 +311,7 @@ impl Example for DashboardSummary {
             cost_usd: 0.0412,
             llm_calls: 210,
             llm_failures: 3,
+            successful_requests: 207,
             tool_calls: 64,
             tool_failures: 1,
             unpriced_models: vec!["ollama/llama3".into()],
@@ -378,6 +384,7 @@ impl Example for ModelUsagePage {
                 runs: 98,
                 llm_calls: 205,
                 llm_failures: 3,
+                successful_requests: 202,
                 tokens: example_tokens(),
                 cost_usd: 0.0412,
                 priced: true,

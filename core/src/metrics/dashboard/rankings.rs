@@ -51,6 +51,7 @@ pub struct ModelUsage {
     pub runs: i64,
     pub llm_calls: i64,
     pub llm_failures: i64,
+    pub successful_requests: i64,
     pub tokens: Tokens,
     pub cost_usd: f64,
     /// Whether the price table knew it for every run (otherwise its cost is partly
@@ -64,6 +65,7 @@ struct ModelRow {
     runs: i64,
     llm_calls: i64,
     llm_failures: i64,
+    successful_requests: i64,
     prompt_tokens: i64,
     completion_tokens: i64,
     cached_prompt_tokens: i64,
@@ -185,6 +187,7 @@ pub fn models_statement(scope: &Scope, page: &RankPageRequest) -> CoreResult<Sta
         "WITH u AS ( \
            SELECT model, count(*) AS runs, sum(llm_calls)::bigint AS llm_calls, \
              sum(llm_failures)::bigint AS llm_failures, \
+             sum(successful_requests)::bigint AS successful_requests, \
              sum(prompt_tokens)::bigint AS prompt_tokens, \
              sum(completion_tokens)::bigint AS completion_tokens, \
              sum(cached_prompt_tokens)::bigint AS cached_prompt_tokens, \
@@ -215,6 +218,7 @@ pub async fn models(
             runs: r.runs,
             llm_calls: r.llm_calls,
             llm_failures: r.llm_failures,
+            successful_requests: r.successful_requests,
             tokens: Tokens {
                 prompt: r.prompt_tokens,
                 completion: r.completion_tokens,

@@ -22,6 +22,8 @@ pub struct Summary {
     pub cost_usd: f64,
     pub llm_calls: i64,
     pub llm_failures: i64,
+    /// LLM calls that answered (CrewAI's `successful_requests`).
+    pub successful_requests: i64,
     pub tool_calls: i64,
     pub tool_failures: i64,
     /// Models used in the range that the price table did not know (counted at no cost).
@@ -45,6 +47,7 @@ struct SummaryRow {
     cost_usd: f64,
     llm_calls: i64,
     llm_failures: i64,
+    successful_requests: i64,
     tool_calls: i64,
     tool_failures: i64,
     unpriced_models: serde_json::Value,
@@ -73,6 +76,7 @@ pub fn statement(scope: &Scope) -> Statement {
            coalesce(sum(cost_usd), 0)::float8 AS cost_usd, \
            coalesce(sum(llm_calls), 0)::bigint AS llm_calls, \
            coalesce(sum(llm_failures), 0)::bigint AS llm_failures, \
+           coalesce(sum(successful_requests), 0)::bigint AS successful_requests, \
            coalesce(sum(tool_calls), 0)::bigint AS tool_calls, \
            coalesce(sum(tool_failures), 0)::bigint AS tool_failures, \
            (SELECT coalesce(json_agg(DISTINCT u ORDER BY u), '[]'::json) \
@@ -113,6 +117,7 @@ pub async fn query(db: &DatabaseConnection, scope: &Scope) -> CoreResult<Summary
         cost_usd: row.cost_usd,
         llm_calls: row.llm_calls,
         llm_failures: row.llm_failures,
+        successful_requests: row.successful_requests,
         tool_calls: row.tool_calls,
         tool_failures: row.tool_failures,
         unpriced_models,
