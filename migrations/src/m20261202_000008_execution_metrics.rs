@@ -27,7 +27,7 @@ CREATE TABLE execution_metrics (
     finished_at timestamptz NOT NULL,
     -- Kickoff to the first start; null when it never started.
     queue_wait_ms bigint,
-    -- The last start to the end; null when it never started.
+    -- The first start to the end; null when it never started.
     run_ms bigint,
     attempts integer NOT NULL,
     lost_count integer NOT NULL,
