@@ -20,4 +20,5 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod templates;
 pub mod threads;
+pub mod webhooks;
 pub mod workspaces;

@@ -15,6 +15,7 @@ pub mod tokens;
 pub mod tools;
 pub mod users;
 pub mod validation;
+pub mod webhooks;
 pub mod workspaces;
 
 use poem_openapi::Tags;
@@ -47,6 +48,8 @@ pub enum ApiTags {
     Threads,
     /// Runs of graphs: kickoff, status, event log, live events (SSE), cancel.
     Executions,
+    /// Signed webhooks of graphs and kickoffs, their deliveries and every attempt.
+    Webhooks,
 }
 
 /// Every resource's operations, merged in one place.
@@ -65,6 +68,7 @@ pub fn api() -> impl poem_openapi::OpenApi {
         templates::TemplatesApi,
         threads::ThreadsApi,
         executions::ExecutionsApi,
+        webhooks::WebhooksApi,
     )
 }
 
