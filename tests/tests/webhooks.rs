@@ -15,7 +15,7 @@ use crewgraph_tests::scripted_llm::{Script, ScriptedLlm};
 use crewgraph_tests::{TestApi, TestDatabase, spawn_api_with};
 use hmac::{Hmac, Mac};
 use poem::http::{HeaderMap, StatusCode, Uri};
-use poem::listener::TcpListener;
+use poem::listener::{Acceptor as _, Listener as _, TcpListener};
 use poem::web::Data;
 use poem::{EndpointExt, Route, Server, handler};
 use reqwest::Method;
@@ -124,7 +124,7 @@ async fn receive(
     headers: &HeaderMap,
     uri: &Uri,
     body: Vec<u8>,
-) -> StatusCode {
+) -> poem::Response {
     state.received.lock().expect("lock").push(Received {
         path: uri.path().to_string(),
         headers: headers.clone(),
@@ -132,7 +132,12 @@ async fn receive(
     });
     let scripted = state.script.lock().expect("lock").pop_front();
     let status = scripted.or(state.always).unwrap_or(200);
-    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // A redirect points elsewhere on this receiver: a sender that followed it would show.
+    poem::Response::builder()
+        .status(status)
+        .header("Location", "/redirected")
+        .body("receiver says no")
 }
 
 impl Receiver {
@@ -142,22 +147,19 @@ impl Receiver {
             always,
             received: Mutex::default(),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let acceptor = TcpListener::bind("127.0.0.1:0")
+            .into_acceptor()
             .await
             .expect("bind the receiver");
-        let addr = listener.local_addr().expect("address");
-        drop(listener);
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .expect("address");
         let app = Route::new()
             .at("/*path", poem::post(receive))
             .data(state.clone());
-        tokio::spawn(Server::new(TcpListener::bind(addr)).run(app));
-        // Wait until it accepts connections.
-        for _ in 0..100 {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
         Receiver { addr, state }
     }
 
@@ -255,6 +257,18 @@ fn all_with_status(items: &[Value], count: usize, status: &str) -> bool {
     items.len() == count && items.iter().all(|d| d["status"] == status)
 }
 
+/// `one_task_graph` with a second task (`t2`) for the same agent, after the first.
+fn two_task_graph() -> Value {
+    let mut document = one_task_graph();
+    document["nodes"][1]["data"]["order"] = json!(1);
+    let nodes = document["nodes"].as_array_mut().expect("nodes");
+    nodes.push(json!({"id": "t2", "type": "task", "data": {"name": "check",
+        "description": "Check the answer", "expected_output": "One sentence.", "order": 2}}));
+    let edges = document["edges"].as_array_mut().expect("edges");
+    edges.push(json!({"id": "e2", "source": "a", "target": "t2"}));
+    document
+}
+
 fn id_of(execution: &Value) -> String {
     execution["id"].as_str().expect("execution id").to_string()
 }
@@ -269,7 +283,7 @@ async fn deliveries_are_signed_verifiable_and_report_task_and_terminal_events() 
     let api = api_allowing(&db, &[]).await;
     let worker = spawn_worker(&db.url, &llm.openai_base_url(), &[ALLOW_LOOPBACK_WEBHOOKS]).await;
     let token = signed_up(&api, "hooks@example.com").await;
-    let graph = create_graph(&api, &token, one_task_graph()).await;
+    let graph = create_graph(&api, &token, two_task_graph()).await;
     let spec = json!({"url": receiver.url("/tasks"),
                       "events": ["task.completed", "execution.succeeded"],
                       "description": "tasks too"});
@@ -309,15 +323,15 @@ async fn deliveries_are_signed_verifiable_and_report_task_and_terminal_events() 
     let execution = kickoff(&api, &token, &graph, json!({"question": "q"})).await;
     let execution_id = id_of(&execution);
     wait_for_status(&api, &token, &execution_id, Some("succeeded"), TIMEOUT).await;
-    let received = receiver.wait_for(3).await;
+    let received = receiver.wait_for(4).await;
     let deliveries = deliveries_until(
         &api,
         &token,
         &format!("/api/v1/executions/{execution_id}/webhook-deliveries"),
-        |items| all_with_status(items, 3, "delivered"),
+        |items| all_with_status(items, 4, "delivered"),
     )
     .await;
-    assert_eq!(receiver.received().len(), 3, "each delivery sent once");
+    assert_eq!(receiver.received().len(), 4, "each delivery sent once");
 
     let mut events: Vec<(String, String)> = Vec::new();
     for request in &received {
@@ -349,12 +363,15 @@ async fn deliveries_are_signed_verifiable_and_report_task_and_terminal_events() 
         assert!(payload["execution"].get("inputs").is_none(), "{payload}");
         let event = payload["event"].as_str().expect("event").to_string();
         if event == "task.completed" {
-            assert_eq!(payload["task"]["task_id"], "t", "{payload}");
+            let task = payload["task"]["task_id"].as_str().unwrap_or_default();
+            assert!(task == "t" || task == "t2", "{payload}");
             assert!(
                 payload["task"]["raw"]
                     .as_str()
                     .is_some_and(|r| !r.is_empty())
             );
+            events.push((request.path.clone(), format!("{event} {task}")));
+            continue;
         } else {
             assert_eq!(event, "execution.succeeded");
             assert_eq!(payload["execution"]["status"], "succeeded");
@@ -371,7 +388,8 @@ async fn deliveries_are_signed_verifiable_and_report_task_and_terminal_events() 
         [
             ("/ends".to_string(), "execution.succeeded".to_string()),
             ("/tasks".to_string(), "execution.succeeded".to_string()),
-            ("/tasks".to_string(), "task.completed".to_string()),
+            ("/tasks".to_string(), "task.completed t".to_string()),
+            ("/tasks".to_string(), "task.completed t2".to_string()),
         ]
     );
 
@@ -429,10 +447,10 @@ async fn deliveries_are_signed_verifiable_and_report_task_and_terminal_events() 
 }
 
 #[tokio::test]
-async fn a_failing_attempt_is_retried_with_the_same_body_and_delivered_once() {
+async fn failing_attempts_are_retried_with_the_same_body_and_delivered_once() {
     let db = database().await;
     let llm = ScriptedLlm::start(Script::default()).await;
-    let receiver = Receiver::start(&[500], None).await;
+    let receiver = Receiver::start(&[307, 500], None).await;
     let api = api_allowing(&db, &[]).await;
     let mut worker_env = vec![ALLOW_LOOPBACK_WEBHOOKS];
     worker_env.extend_from_slice(&FAST_RETRIES);
@@ -458,20 +476,26 @@ async fn a_failing_attempt_is_retried_with_the_same_body_and_delivered_once() {
     .await;
     let delivery = &deliveries[0];
     let attempts = delivery["attempts"].as_array().expect("attempts");
-    assert_eq!(attempts.len(), 2, "{delivery}");
-    assert_eq!(attempts[0]["status_code"], 500);
-    assert!(
-        attempts[0]["error"]
-            .as_str()
-            .is_some_and(|e| e.starts_with("HTTP 500"))
+    assert_eq!(attempts.len(), 3, "{delivery}");
+    assert_eq!(attempts[0]["status_code"], 307);
+    assert_eq!(
+        attempts[0]["error"],
+        "HTTP 307 (redirects are not followed)"
     );
-    assert_eq!(attempts[1]["status_code"], 200);
-    assert_eq!(delivery["attempt_count"], 2);
+    assert_eq!(attempts[1]["status_code"], 500);
+    assert_eq!(attempts[1]["error"], "HTTP 500: receiver says no");
+    assert_eq!(attempts[2]["status_code"], 200);
+    assert_eq!(delivery["attempt_count"], 3);
+    assert!(delivery["last_error"].is_null());
 
     let received = receiver.received();
-    assert_eq!(received.len(), 2, "one failed attempt, one delivered");
-    assert_eq!(
-        received[0].body, received[1].body,
+    assert_eq!(received.len(), 3, "two failed attempts, one delivered");
+    assert!(
+        received.iter().all(|r| r.path == "/hook"),
+        "no redirect was followed"
+    );
+    assert!(
+        received.windows(2).all(|w| w[0].body == w[1].body),
         "a retry sends the same body"
     );
     for request in &received {
@@ -766,5 +790,48 @@ async fn kickoffs_name_extra_webhooks_and_a_queued_run_keeps_the_webhooks_it_sta
         paths.iter().filter(|p| *p == "/extra").count(),
         2,
         "{paths:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_worker_checks_the_receivers_address_again_when_it_delivers() {
+    let db = database().await;
+    let llm = ScriptedLlm::start(Script::default()).await;
+    let receiver = Receiver::start(&[], None).await;
+    // The API allows loopback receivers; the worker (the one that connects) does not.
+    let api = api_allowing(&db, &[]).await;
+    let _worker = spawn_worker(&db.url, &llm.openai_base_url(), &FAST_RETRIES).await;
+    let token = signed_up(&api, "rebind@example.com").await;
+    let graph = create_graph(&api, &token, one_task_graph()).await;
+    let (hook, _) = create_webhook(
+        &api,
+        &token,
+        Some(&graph),
+        json!({"url": receiver.url("/hook")}),
+    )
+    .await;
+    let execution = kickoff(&api, &token, &graph, json!({"question": "q"})).await;
+    wait_for_status(&api, &token, &id_of(&execution), Some("succeeded"), TIMEOUT).await;
+
+    let deliveries = deliveries_until(
+        &api,
+        &token,
+        &format!("/api/v1/webhooks/{hook}/deliveries"),
+        |items| all_with_status(items, 1, "failed"),
+    )
+    .await;
+    let attempts = deliveries[0]["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 3);
+    for attempt in attempts {
+        assert!(attempt["status_code"].is_null());
+        let error = attempt["error"].as_str().unwrap_or_default();
+        assert!(
+            error.starts_with("refused by the address policy: 127.0.0.1"),
+            "{error}"
+        );
+    }
+    assert!(
+        receiver.received().is_empty(),
+        "nothing reached the receiver"
     );
 }
