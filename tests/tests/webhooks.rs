@@ -835,3 +835,67 @@ async fn the_worker_checks_the_receivers_address_again_when_it_delivers() {
         "nothing reached the receiver"
     );
 }
+
+#[tokio::test]
+async fn rotate_keys_re_encrypts_webhook_secrets_and_deliveries_still_sign_with_them() {
+    use base64::Engine as _;
+    let key = |byte: u8| base64::engine::general_purpose::STANDARD.encode([byte; 32]);
+    let old = format!("v1:{}", key(1));
+    let both = format!("v2:{},v1:{}", key(2), key(1));
+    let only_new = format!("v2:{}", key(2));
+    let db = database().await;
+    let llm = ScriptedLlm::start(Script::default()).await;
+    let receiver = Receiver::start(&[], None).await;
+    let api = api_allowing(&db, &[("CREWGRAPH_ENCRYPTION_KEYS", &old)]).await;
+    let token = signed_up(&api, "rotate@example.com").await;
+    let graph = create_graph(&api, &token, one_task_graph()).await;
+    let (_, secret) = create_webhook(
+        &api,
+        &token,
+        Some(&graph),
+        json!({"url": receiver.url("/hook")}),
+    )
+    .await;
+
+    let output = tokio::process::Command::new(crewgraph_tests::app::binary_path("crewgraph-api"))
+        .arg("rotate-keys")
+        .env_clear()
+        .current_dir(std::env::temp_dir())
+        .env("DATABASE_URL", &db.url)
+        .env("CREWGRAPH_ENCRYPTION_KEYS", &both)
+        .env("CREWGRAPH_LOG_FORMAT", "json")
+        .output()
+        .await
+        .expect("run rotate-keys");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("webhook secrets re-encrypted") && stdout.contains("\"rotated\":1"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&secret));
+
+    // The worker holds the new key only: the secret opens with it, unchanged.
+    let _worker = spawn_worker(
+        &db.url,
+        &llm.openai_base_url(),
+        &[
+            ALLOW_LOOPBACK_WEBHOOKS,
+            ("CREWGRAPH_ENCRYPTION_KEYS", &only_new),
+        ],
+    )
+    .await;
+    let execution = kickoff(&api, &token, &graph, json!({"question": "q"})).await;
+    wait_for_status(&api, &token, &id_of(&execution), Some("succeeded"), TIMEOUT).await;
+    let received = receiver.wait_for(1).await;
+    assert_eq!(
+        verify_signature(
+            &secret,
+            received[0].header("x-crewgraph-signature"),
+            &received[0].body,
+            now(),
+            300
+        ),
+        Ok(())
+    );
+}
