@@ -60,8 +60,8 @@ impl AsyncRunnable for WebhookDelivery {
         let (context, _guard) = jobs::enter()?;
         deliver(&context.db, &context.webhooks, self)
             .await
-            .map_err(|e| FangError {
-                description: format!("webhook delivery: {e}"),
+            .map_err(|error| FangError {
+                description: format!("webhook delivery: {}", with_causes(&error)),
             })
     }
 
@@ -133,6 +133,19 @@ async fn claim(db: &DatabaseConnection, job: &WebhookDelivery) -> CoreResult<Cla
     } else {
         Claim::Done
     })
+}
+
+/// An error with its causes (`CoreError`'s own text hides them from clients; fang's
+/// stored error message is for operators).
+fn with_causes(error: &CoreError) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }
 
 /// How one attempt went.
