@@ -100,6 +100,14 @@ async fn rotate_keys(config: &Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (version, _) = config.encryption_keys.newest();
     tracing::info!(rotated, key_version = version, "provider keys re-encrypted");
+    let secrets = crewgraph_core::webhooks::rotate_all_secrets(&db, &config.encryption_keys)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(
+        rotated = secrets,
+        key_version = version,
+        "webhook secrets re-encrypted"
+    );
     db.close().await?;
     Ok(())
 }

@@ -1,7 +1,8 @@
-//! Encryption of stored secrets (provider API keys): AES-256-GCM with a random 96-bit
-//! nonce per value, the owner's id as associated data (a ciphertext copied onto another
-//! user's row does not decrypt), and the master key's version stored beside it so keys
-//! can be rotated (`crewgraph-api rotate-keys`).
+//! Encryption of stored secrets (provider API keys, webhook signing secrets): AES-256-GCM
+//! with a random 96-bit nonce per value, the kind of secret and the id it belongs to as
+//! associated data (a ciphertext copied onto another row does not decrypt), and the
+//! master key's version stored beside it so keys can be rotated (`crewgraph-api
+//! rotate-keys`).
 
 use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload};
 use aes_gcm::{AeadCore, Aes256Gcm, Key, Nonce};
@@ -20,14 +21,31 @@ pub struct Sealed {
     pub key_version: i32,
 }
 
-fn associated_data(owner: Uuid) -> Vec<u8> {
-    let mut data = ASSOCIATED_DATA_CONTEXT.to_vec();
+fn associated_data(context: &[u8], owner: Uuid) -> Vec<u8> {
+    let mut data = context.to_vec();
     data.extend_from_slice(owner.as_bytes());
     data
 }
 
-/// Encrypts `plaintext` for `owner` with the newest master key.
+/// Encrypts a provider key's `plaintext` for `owner` with the newest master key.
 pub fn seal(keys: &EncryptionKeys, owner: Uuid, plaintext: &SecretString) -> CoreResult<Sealed> {
+    seal_bound(keys, ASSOCIATED_DATA_CONTEXT, owner, plaintext)
+}
+
+/// Decrypts a provider key sealed for `owner`. Fails (without saying more) when the
+/// master key version is unknown, the owner differs, or the bytes were altered.
+pub fn open(keys: &EncryptionKeys, owner: Uuid, sealed: &Sealed) -> CoreResult<SecretString> {
+    open_bound(keys, ASSOCIATED_DATA_CONTEXT, owner, sealed)
+}
+
+/// Encrypts `plaintext` bound to `context` (the kind of secret) and `owner` (the id it
+/// belongs to) with the newest master key.
+pub fn seal_bound(
+    keys: &EncryptionKeys,
+    context: &[u8],
+    owner: Uuid,
+    plaintext: &SecretString,
+) -> CoreResult<Sealed> {
     let (version, key) = keys.newest();
     let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key));
     let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
@@ -36,7 +54,7 @@ pub fn seal(keys: &EncryptionKeys, owner: Uuid, plaintext: &SecretString) -> Cor
             &nonce,
             Payload {
                 msg: plaintext.expose_secret().as_bytes(),
-                aad: &associated_data(owner),
+                aad: &associated_data(context, owner),
             },
         )
         .map_err(|_| CoreError::Internal(anyhow::anyhow!("encryption failed")))?;
@@ -47,9 +65,13 @@ pub fn seal(keys: &EncryptionKeys, owner: Uuid, plaintext: &SecretString) -> Cor
     })
 }
 
-/// Decrypts a value sealed for `owner`. Fails (without saying more) when the master key
-/// version is unknown, the owner differs, or the bytes were altered.
-pub fn open(keys: &EncryptionKeys, owner: Uuid, sealed: &Sealed) -> CoreResult<SecretString> {
+/// Decrypts a value sealed by [`seal_bound`] with the same `context` and `owner`.
+pub fn open_bound(
+    keys: &EncryptionKeys,
+    context: &[u8],
+    owner: Uuid,
+    sealed: &Sealed,
+) -> CoreResult<SecretString> {
     let undecryptable =
         || CoreError::Internal(anyhow::anyhow!("a stored secret could not be decrypted"));
     let version = u32::try_from(sealed.key_version).map_err(|_| undecryptable())?;
@@ -67,7 +89,7 @@ pub fn open(keys: &EncryptionKeys, owner: Uuid, sealed: &Sealed) -> CoreResult<S
             Nonce::from_slice(&sealed.nonce),
             Payload {
                 msg: &sealed.ciphertext,
-                aad: &associated_data(owner),
+                aad: &associated_data(context, owner),
             },
         )
         .map_err(|_| undecryptable())?;

@@ -126,6 +126,8 @@ FROM bumped b
     ))
     .all(db)
     .await?;
+    // Deliveries of subscribed events, in this transaction (free without such events).
+    crate::webhooks::on_events_appended(db, batches, &appended).await?;
     Ok(appended)
 }
 

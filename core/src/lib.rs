@@ -21,4 +21,5 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod templates;
 pub mod threads;
+pub mod webhooks;
 pub mod workspaces;

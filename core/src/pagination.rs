@@ -29,6 +29,8 @@ pub enum List {
     Messages,
     Executions,
     Users,
+    Webhooks,
+    WebhookDeliveries,
 }
 
 impl List {
@@ -44,6 +46,8 @@ impl List {
             List::Messages => 7,
             List::Executions => 8,
             List::Users => 9,
+            List::Webhooks => 10,
+            List::WebhookDeliveries => 11,
         }
     }
 }

@@ -173,12 +173,17 @@ pub struct KickoffRequest {
     /// Values for the graph's `{placeholders}` (see `plan.inputs` of its validation).
     #[oai(default)]
     pub inputs: BTreeMap<String, Value>,
+    /// Webhooks of yours to tell about this run, beyond the graph's own (at most 10;
+    /// any you do not have is 422 `unknown_webhooks` and nothing is started).
+    #[oai(default)]
+    pub webhook_ids: Vec<Uuid>,
 }
 
 impl Example for KickoffRequest {
     fn example() -> Self {
         KickoffRequest {
             inputs: [("name".to_string(), json!("Ada"))].into(),
+            webhook_ids: Vec::new(),
         }
     }
 }
@@ -308,7 +313,8 @@ impl ExecutionsApi {
     /// Run a graph. Validates it, snapshots it, queues the run and wakes a worker, in one
     /// transaction; answers 202 with the execution and its `events_url`. An invalid graph
     /// is 422 `graph_invalid`, missing inputs 422 `missing_inputs` (with `details.missing`),
-    /// too many queued or running executions 429 `too_many_active_executions`.
+    /// too many queued or running executions 429 `too_many_active_executions`. The graph's
+    /// webhooks and those named in `webhook_ids` hear of this run (fixed at kickoff).
     #[oai(
         path = "/api/v1/graphs/:id/executions",
         method = "post",
@@ -321,6 +327,7 @@ impl ExecutionsApi {
         id: Path<Uuid>,
         body: JsonBody<KickoffRequest>,
     ) -> Result<KickoffResponse, ApiError> {
+        let body = body.0;
         let execution = executions::kickoff(
             &state.db,
             &auth.0,
@@ -328,7 +335,8 @@ impl ExecutionsApi {
             &state.llm_hosts,
             state.config.executions.max_active_per_user,
             id.0,
-            body.0.inputs.into_iter().collect(),
+            body.inputs.into_iter().collect(),
+            &body.webhook_ids,
         )
         .await?;
         let location = format!("/api/v1/executions/{}", execution.id);

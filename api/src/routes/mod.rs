@@ -18,6 +18,7 @@ pub mod tokens;
 pub mod tools;
 pub mod users;
 pub mod validation;
+pub mod webhooks;
 pub mod workspaces;
 
 use poem_openapi::Tags;
@@ -52,6 +53,8 @@ pub enum ApiTags {
     Executions,
     /// Figures over ended runs: summary, time series, failing graphs, end codes, models.
     Dashboards,
+    /// Signed webhooks of graphs and kickoffs, their deliveries and every attempt.
+    Webhooks,
 }
 
 /// Every resource's operations, merged in one place.
@@ -70,9 +73,13 @@ pub fn api() -> impl poem_openapi::OpenApi {
         templates::TemplatesApi,
         threads::ThreadsApi,
         executions::ExecutionsApi,
-        execution_metrics::ExecutionMetricsApi,
-        dashboard::DashboardApi,
-        dashboard::AdminDashboardApi,
+        // Nested: poem-openapi merges tuples of at most 16.
+        (
+            execution_metrics::ExecutionMetricsApi,
+            dashboard::DashboardApi,
+            dashboard::AdminDashboardApi,
+            webhooks::WebhooksApi,
+        ),
     )
 }
 

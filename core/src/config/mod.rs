@@ -12,6 +12,7 @@ mod logging;
 mod outbound;
 mod prices;
 mod reader;
+mod webhooks;
 mod worker;
 
 use std::fmt;
@@ -24,6 +25,7 @@ pub use encryption::EncryptionKeys;
 pub use logging::{LogConfig, LogFormat};
 pub use outbound::OutboundConfig;
 pub use reader::Lookup;
+pub use webhooks::WebhookConfig;
 pub use worker::{DEFAULT_WORKER_CONCURRENCY, ExecutionLimits, WorkerConfig};
 
 use reader::Reader;
@@ -51,6 +53,7 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub executions: ExecutionLimits,
     pub outbound: OutboundConfig,
+    pub webhooks: WebhookConfig,
     pub auth: AuthConfig,
     pub encryption_keys: EncryptionKeys,
     pub log: LogConfig,
@@ -130,6 +133,7 @@ impl Config {
         let api = api::read(&mut reader, production);
         let (worker, executions) = worker::read(&mut reader);
         let outbound = outbound::read(&mut reader);
+        let webhooks = webhooks::read(&mut reader);
         let jwt_secret = auth::read_jwt_secret(&mut reader, production, component, &mut warnings);
         let encryption_keys = encryption::read(&mut reader, production, component, &mut warnings);
         let (admin, allow_registration) = auth::read_accounts(&mut reader);
@@ -147,6 +151,7 @@ impl Config {
             worker,
             executions,
             outbound,
+            webhooks,
             auth: AuthConfig {
                 jwt_secret,
                 admin,

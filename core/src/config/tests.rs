@@ -248,3 +248,45 @@ fn cors_origins_default_to_local_dev_servers_in_development_and_parse_exact_list
     .expect_err("a path is not an origin");
     assert_eq!(variables(&err), vec!["CREWGRAPH_CORS_ORIGINS"]);
 }
+
+#[test]
+fn webhook_settings_have_defaults_and_bad_values_are_named() {
+    let config = load(Component::Worker, &[]).expect("defaults");
+    assert_eq!(config.webhooks.max_attempts, 8);
+    assert_eq!(config.webhooks.backoff_base, Duration::from_secs(10));
+    assert!(config.webhooks.allowed_hosts.is_empty());
+    let config = load(
+        Component::Worker,
+        &[
+            (
+                "CREWGRAPH_WEBHOOK_ALLOWED_HOSTS",
+                "127.0.0.1:9000, hooks.internal",
+            ),
+            ("CREWGRAPH_WEBHOOK_MAX_ATTEMPTS", "3"),
+            ("CREWGRAPH_WEBHOOK_BACKOFF_SECS", "1"),
+        ],
+    )
+    .expect("valid settings");
+    assert_eq!(config.webhooks.allowed_hosts.len(), 2);
+    assert_eq!(config.webhooks.max_attempts, 3);
+    let policy = config.webhook_outbound_policy();
+    assert!(policy.check_base_url("http://127.0.0.1:9000/hook").is_ok());
+    assert!(policy.check_base_url("http://127.0.0.1:9001/hook").is_err());
+    let err = load(
+        Component::Worker,
+        &[
+            ("CREWGRAPH_WEBHOOK_ALLOWED_HOSTS", "http://x/y"),
+            ("CREWGRAPH_WEBHOOK_MAX_ATTEMPTS", "0"),
+            ("CREWGRAPH_WEBHOOK_BACKOFF_SECS", "soon"),
+        ],
+    )
+    .expect_err("all malformed");
+    assert_eq!(
+        variables(&err),
+        vec![
+            "CREWGRAPH_WEBHOOK_ALLOWED_HOSTS",
+            "CREWGRAPH_WEBHOOK_MAX_ATTEMPTS",
+            "CREWGRAPH_WEBHOOK_BACKOFF_SECS"
+        ]
+    );
+}

@@ -81,10 +81,19 @@ pub async fn kickoff(
     max_active: i64,
     graph_id: Uuid,
     inputs: Map<String, Value>,
+    webhook_ids: &[Uuid],
 ) -> CoreResult<Execution> {
     let txn = db.begin().await?;
     let execution = kickoff_in(
-        &txn, principal, tools, llm_hosts, max_active, graph_id, inputs, None,
+        &txn,
+        principal,
+        tools,
+        llm_hosts,
+        max_active,
+        graph_id,
+        inputs,
+        None,
+        webhook_ids,
     )
     .await?;
     txn.commit().await?;
@@ -125,6 +134,7 @@ pub async fn kickoff_chat(
         graph_id,
         inputs,
         Some(thread_id),
+        &[],
     )
     .await?;
     let message = threads::link_execution(&txn, message.id, execution.id).await?;
@@ -185,6 +195,7 @@ async fn kickoff_in(
     graph_id: Uuid,
     inputs: Map<String, Value>,
     thread_id: Option<Uuid>,
+    webhook_ids: &[Uuid],
 ) -> CoreResult<Execution> {
     let inputs_size = serde_json::to_vec(&inputs).map(|b| b.len()).unwrap_or(0);
     if inputs_size > MAX_INPUTS_BYTES {
@@ -229,6 +240,8 @@ async fn kickoff_in(
     .await?
     .ok_or_else(|| CoreError::Internal(anyhow::anyhow!("insert returned no row")))?;
     queue_task::enqueue(txn, task_id, id).await?;
+    // The graph's webhooks and those the kickoff names, fixed for this run.
+    crate::webhooks::attach_to_execution(txn, principal, id, graph.id, webhook_ids).await?;
     let appended = events::append(
         txn,
         &[EventBatch {

@@ -33,6 +33,8 @@ pub struct JobContext {
     pub db: DatabaseConnection,
     /// Finished executions older than this are deleted; `None` keeps them forever.
     pub retention: Option<Duration>,
+    /// What webhook deliveries need: the master keys, the address policy, the retry rules.
+    pub webhooks: crate::webhooks::DeliverySettings,
     gate: JobGate,
 }
 
@@ -103,11 +105,13 @@ impl JobPool {
         database_url: &str,
         db: DatabaseConnection,
         retention: Option<Duration>,
+        webhooks: crate::webhooks::DeliverySettings,
         workers: u32,
     ) -> CoreResult<JobPool> {
         let context = Arc::new(JobContext {
             db,
             retention,
+            webhooks,
             gate: JobGate::default(),
         });
         if CONTEXT.set(context.clone()).is_err() {
@@ -191,6 +195,39 @@ pub async fn enqueue<C: ConnectionTrait>(
             job.task_type().into(),
             delay.as_secs_f64().into(),
         ],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// [`enqueue`] for many jobs in one statement (each postponed by its own delay).
+pub async fn enqueue_many<C: ConnectionTrait>(
+    db: &C,
+    jobs: &[(&dyn AsyncRunnable, Duration)],
+) -> CoreResult<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let rows = jobs
+        .iter()
+        .map(|(job, delay)| {
+            debug_assert!(!job.uniq() && job.cron().is_none());
+            Ok(serde_json::json!({
+                "metadata": serde_json::to_value(job).map_err(|e| CoreError::Internal(e.into()))?,
+                "task_type": job.task_type(),
+                "delay": delay.as_secs_f64(),
+            }))
+        })
+        .collect::<CoreResult<Vec<_>>>()?;
+    db.execute(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        // Due now: a minute back, as in `enqueue`.
+        "INSERT INTO fang_tasks (metadata, task_type, scheduled_at) \
+         SELECT x->'metadata', x->>'task_type', \
+           CASE WHEN (x->>'delay')::float8 = 0 THEN now() - interval '1 minute' \
+                ELSE now() + make_interval(secs => (x->>'delay')::float8) END \
+         FROM jsonb_array_elements($1::jsonb) AS x",
+        [serde_json::Value::Array(rows).into()],
     ))
     .await?;
     Ok(())
