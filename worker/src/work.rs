@@ -48,6 +48,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .worker
         .retention_days
         .map(|days| Duration::from_secs(u64::from(days) * 24 * 3600));
+    crewgraph_core::mlflow::install(&config.mlflow)?;
     let jobs = JobPool::start(&database_url, db.clone(), retention, JOB_WORKERS).await?;
     let running = Arc::new(Running::default());
     let (writer, writer_task) = EventWriter::start(db.clone(), running.clone());

@@ -171,6 +171,8 @@ SELECT id, attempt FROM done
         })
         .collect();
     events::append(db, &terminal).await?;
+    let ended: Vec<Uuid> = terminal.iter().map(|b| b.execution_id).collect();
+    crate::mlflow::queue_exports(db, &ended).await?;
     Ok(recorded)
 }
 
