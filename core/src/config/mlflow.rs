@@ -196,7 +196,10 @@ fn read_otlp(reader: &mut Reader<'_>) -> Option<OtlpDestination> {
     };
     let traces_url = match http_url(reader, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
         Some(url) => url,
-        None => format!("{}/v1/traces", http_url(reader, "OTEL_EXPORTER_OTLP_ENDPOINT")?),
+        None => format!(
+            "{}/v1/traces",
+            http_url(reader, "OTEL_EXPORTER_OTLP_ENDPOINT")?
+        ),
     };
     Some(OtlpDestination {
         traces_url,

@@ -23,8 +23,8 @@ pub use database::{DEFAULT_DATABASE_MAX_CONNECTIONS, DEFAULT_DATABASE_URL, Datab
 pub use encryption::EncryptionKeys;
 pub use logging::{LogConfig, LogFormat};
 pub use mlflow::{
-    DEFAULT_EXPERIMENT_NAME, EXPERIMENT_NAME_PLACEHOLDERS, MlflowAuth, MlflowConfig, MlflowTracking,
-    OtlpDestination,
+    DEFAULT_EXPERIMENT_NAME, EXPERIMENT_NAME_PLACEHOLDERS, MlflowAuth, MlflowConfig,
+    MlflowTracking, OtlpDestination,
 };
 pub use outbound::OutboundConfig;
 pub use reader::Lookup;

@@ -180,7 +180,9 @@ impl<'a> MlflowClient<'a> {
 
     async fn post(&self, endpoint: &str, body: Value) -> Result<Value, ExportError> {
         let request = self.http.post(self.url(endpoint)).json(&body);
-        self.call(endpoint, request).await?.map_err(|e| failed(endpoint, e))
+        self.call(endpoint, request)
+            .await?
+            .map_err(|e| failed(endpoint, e))
     }
 
     /// The experiment's id, created when missing (if another exporter creates it at the
@@ -196,10 +198,13 @@ impl<'a> MlflowClient<'a> {
             .json(&json!({ "name": name }));
         match self.call(endpoint, request).await? {
             Ok(body) => string_field(&body["experiment_id"], endpoint),
-            Err(e) if e.code == "RESOURCE_ALREADY_EXISTS" => self
-                .experiment_by_name(name)
-                .await?
-                .ok_or_else(|| ExportError::new(format!("MLflow experiment {name:?} is deleted: restore it or remove it for good"))),
+            Err(e) if e.code == "RESOURCE_ALREADY_EXISTS" => {
+                self.experiment_by_name(name).await?.ok_or_else(|| {
+                    ExportError::new(format!(
+                        "MLflow experiment {name:?} is deleted: restore it or remove it for good"
+                    ))
+                })
+            }
             Err(e) => Err(failed(endpoint, e)),
         }
     }

@@ -58,7 +58,9 @@ impl AsyncRunnable for MlflowExport {
         };
         match result {
             Ok(()) => {
-                record_success(db, self.execution_id).await.map_err(database)?;
+                record_success(db, self.execution_id)
+                    .await
+                    .map_err(database)?;
                 Ok(())
             }
             Err(error) => {
@@ -281,14 +283,16 @@ async fn trace_events<C: ConnectionTrait>(
     db: &C,
     execution_id: Uuid,
 ) -> crate::error::CoreResult<Vec<StoredEvent>> {
-    Ok(StoredEvent::find_by_statement(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        "SELECT execution_id, seq, type AS event_type, data, created_at FROM execution_events \
+    Ok(
+        StoredEvent::find_by_statement(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT execution_id, seq, type AS event_type, data, created_at FROM execution_events \
          WHERE execution_id = $1 AND type <> 'llm.delta' ORDER BY seq",
-        [execution_id.into()],
-    ))
-    .all(db)
-    .await?)
+            [execution_id.into()],
+        ))
+        .all(db)
+        .await?,
+    )
 }
 
 async fn record_success<C: ConnectionTrait>(

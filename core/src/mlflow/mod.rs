@@ -127,16 +127,18 @@ pub async fn export_state<C: ConnectionTrait>(
     principal: &Principal,
     execution_id: Uuid,
 ) -> CoreResult<Option<ExportState>> {
-    Ok(ExportState::find_by_statement(Statement::from_sql_and_values(
-        db.get_database_backend(),
-        "SELECT x.state, x.attempts, x.last_error, x.experiment_id, x.run_id, x.updated_at, \
+    Ok(
+        ExportState::find_by_statement(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT x.state, x.attempts, x.last_error, x.experiment_id, x.run_id, x.updated_at, \
                 x.exported_at \
          FROM mlflow_exports x JOIN executions e ON e.id = x.execution_id \
          WHERE x.execution_id = $1 AND e.user_id = $2",
-        [execution_id.into(), principal.user_id.into()],
-    ))
-    .one(db)
-    .await?)
+            [execution_id.into(), principal.user_id.into()],
+        ))
+        .one(db)
+        .await?,
+    )
 }
 
 #[cfg(test)]

@@ -104,9 +104,10 @@ impl HttpClient for Transport {
                 outgoing = outgoing.header(name, value);
             }
         }
-        let response = outgoing.send().await.map_err(|e| {
-            Box::new(ExportError::transport("sending spans", e)) as HttpError
-        })?;
+        let response = outgoing
+            .send()
+            .await
+            .map_err(|e| Box::new(ExportError::transport("sending spans", e)) as HttpError)?;
         let status = response.status();
         let body = response
             .bytes()

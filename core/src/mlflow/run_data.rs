@@ -157,7 +157,10 @@ pub fn experiment_name(template: &str, execution: &ExecutionFacts) -> String {
             "{workspace}",
             execution.workspace_name.as_deref().unwrap_or(deleted),
         )
-        .replace("{graph}", execution.graph_name.as_deref().unwrap_or(deleted))
+        .replace(
+            "{graph}",
+            execution.graph_name.as_deref().unwrap_or(deleted),
+        )
         .replace("{workspace_id}", &id(execution.workspace_id))
         .replace("{graph_id}", &id(execution.graph_id));
     name.chars().take(MAX_EXPERIMENT_NAME_CHARS).collect()
@@ -216,7 +219,10 @@ pub fn run_tags(execution: &ExecutionFacts) -> Vec<KeyValue> {
     let mut tags = vec![
         ("crewgraph.status", Some(execution.status.clone())),
         ("crewgraph.end_code", execution.end_code.clone()),
-        ("crewgraph.graph_id", execution.graph_id.map(|g| g.to_string())),
+        (
+            "crewgraph.graph_id",
+            execution.graph_id.map(|g| g.to_string()),
+        ),
         (
             "crewgraph.workspace_id",
             execution.workspace_id.map(|w| w.to_string()),
@@ -276,7 +282,10 @@ pub fn metric_points(data: &RunData) -> Vec<Metric> {
             ("task.tool_calls", Some(f64::from(task.tool_calls))),
             ("task.tool_failures", Some(f64::from(task.tool_failures))),
             ("task.prompt_tokens", Some(task.prompt_tokens as f64)),
-            ("task.completion_tokens", Some(task.completion_tokens as f64)),
+            (
+                "task.completion_tokens",
+                Some(task.completion_tokens as f64),
+            ),
             (
                 "task.cached_prompt_tokens",
                 Some(task.cached_prompt_tokens as f64),
@@ -412,7 +421,11 @@ mod tests {
             .filter(|m| m.key == "task.duration_ms")
             .map(|m| (m.step, m.value))
             .collect();
-        assert_eq!(durations, vec![(0, 40.0)], "a task that never ran has no duration");
+        assert_eq!(
+            durations,
+            vec![(0, 40.0)],
+            "a task that never ran has no duration"
+        );
         let tokens: Vec<i64> = points
             .iter()
             .filter(|m| m.key == "task.total_tokens")

@@ -340,7 +340,10 @@ impl Builder {
             data["from_cache"].as_bool().unwrap_or(false),
         )];
         if self.capture {
-            extra.push(KeyValue::new("gen_ai.tool.call.result", text(data, "output")));
+            extra.push(KeyValue::new(
+                "gen_ai.tool.call.result",
+                text(data, "output"),
+            ));
         }
         self.close(id, event.created_at, extra, None);
     }

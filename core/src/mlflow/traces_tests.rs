@@ -30,9 +30,21 @@ fn run_events() -> Vec<StoredEvent> {
     };
     vec![
         event(1, "execution.queued", json!({"inputs": {"secret": "x"}})),
-        event(2, "execution.started", json!({"crew_name": "c", "inputs": {}})),
-        event(3, "task.started", with(json!({"name": "write", "description": "d"}))),
-        event(4, "agent.started", with(json!({"task_prompt": "PROMPT TEXT"}))),
+        event(
+            2,
+            "execution.started",
+            json!({"crew_name": "c", "inputs": {}}),
+        ),
+        event(
+            3,
+            "task.started",
+            with(json!({"name": "write", "description": "d"})),
+        ),
+        event(
+            4,
+            "agent.started",
+            with(json!({"task_prompt": "PROMPT TEXT"})),
+        ),
         event(
             5,
             "llm.started",
@@ -101,9 +113,18 @@ fn spans_nest_crew_task_agent_and_calls_with_their_events_times() {
         llm.attribute("gen_ai.request.model"),
         Some(&"gpt-4o-mini".into())
     );
-    assert_eq!(llm.attribute("gen_ai.provider.name"), Some(&"openai".into()));
-    assert_eq!(llm.attribute("gen_ai.usage.input_tokens"), Some(&12i64.into()));
-    assert_eq!(llm.attribute("gen_ai.usage.output_tokens"), Some(&3i64.into()));
+    assert_eq!(
+        llm.attribute("gen_ai.provider.name"),
+        Some(&"openai".into())
+    );
+    assert_eq!(
+        llm.attribute("gen_ai.usage.input_tokens"),
+        Some(&12i64.into())
+    );
+    assert_eq!(
+        llm.attribute("gen_ai.usage.output_tokens"),
+        Some(&3i64.into())
+    );
     assert_eq!(tool.attribute("gen_ai.tool.name"), Some(&"search".into()));
     assert_eq!(tool.error.as_deref(), Some("failed"));
     assert!(crew.error.is_none() && llm.error.is_none());
@@ -113,7 +134,13 @@ fn spans_nest_crew_task_agent_and_calls_with_their_events_times() {
 fn no_text_from_the_run_without_content_capture_and_all_of_it_with() {
     let show = |spans: &[SpanNode]| format!("{spans:?}");
     let without = show(&build_spans(&root(), &run_events(), false));
-    for secret in ["PROMPT TEXT", "COMPLETION TEXT", "ARGS", "ERROR TEXT", "secret"] {
+    for secret in [
+        "PROMPT TEXT",
+        "COMPLETION TEXT",
+        "ARGS",
+        "ERROR TEXT",
+        "secret",
+    ] {
         assert!(!without.contains(secret), "{secret} leaked: {without}");
     }
     let with = build_spans(&root(), &run_events(), true);
