@@ -61,6 +61,8 @@ async fn main() -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    // Every process that can end a run prices it the same way.
+    crewgraph_core::metrics::prices::install(config.prices.clone());
     let result = match command {
         Command::Migrate => migrate(&config).await,
         Command::RotateKeys => rotate_keys(&config).await,

@@ -35,6 +35,8 @@ CREATE TABLE execution_metrics (
     tasks_completed integer NOT NULL,
     llm_calls integer NOT NULL,
     llm_failures integer NOT NULL,
+    -- LLM calls that answered (CrewAI's `successful_requests`).
+    successful_requests integer NOT NULL,
     tool_calls integer NOT NULL,
     tool_failures integer NOT NULL,
     prompt_tokens bigint NOT NULL,
@@ -65,6 +67,8 @@ CREATE TABLE execution_task_metrics (
     duration_ms bigint,
     llm_calls integer NOT NULL,
     llm_failures integer NOT NULL,
+    -- LLM calls that answered (CrewAI's `successful_requests`).
+    successful_requests integer NOT NULL,
     tool_calls integer NOT NULL,
     tool_failures integer NOT NULL,
     prompt_tokens bigint NOT NULL,
@@ -83,6 +87,8 @@ CREATE TABLE execution_model_usage (
     finished_at timestamptz NOT NULL,
     llm_calls integer NOT NULL,
     llm_failures integer NOT NULL,
+    -- LLM calls that answered (CrewAI's `successful_requests`).
+    successful_requests integer NOT NULL,
     prompt_tokens bigint NOT NULL,
     completion_tokens bigint NOT NULL,
     cached_prompt_tokens bigint NOT NULL,

@@ -61,18 +61,25 @@ impl MlflowServer {
         std::fs::create_dir_all(dir.join("artifacts")).expect("MLflow directory");
         let log = std::fs::File::create(dir.join("server.log")).expect("MLflow log file");
         let log_err = log.try_clone().expect("MLflow log file");
-        // The shell runs the server in the background and kills its whole group (itself
-        // included) once the test process is gone.
-        let watchdog = r#"watched=$1; shift
+        // The shell runs the server in the background and, once the test process is gone,
+        // ends the whole group (itself last): TERM, then KILL for whatever outlives it
+        // (MLflow's job consumers take their time), removing the server's files between.
+        let watchdog = r#"watched=$1; dir=$2; shift 2
 "$@" &
+server=$!
 while kill -0 "$watched" 2>/dev/null; do sleep 1; done
-kill -TERM 0"#;
+trap '' TERM
+kill -TERM 0
+for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$server" 2>/dev/null || break; sleep 1; done
+rm -rf "$dir"
+kill -KILL 0"#;
         let shell = Command::new("setsid")
             .arg("sh")
             .arg("-c")
             .arg(watchdog)
             .arg("sh")
             .arg(std::process::id().to_string())
+            .arg(&dir)
             .arg(&binary)
             .args(["server", "--backend-store-uri"])
             .arg(format!("sqlite:///{}", dir.join("mlflow.db").display()))
@@ -126,11 +133,26 @@ kill -TERM 0"#;
 
 impl Drop for MlflowServer {
     fn drop(&mut self) {
-        // setsid made the shell the leader of a new process group: end all of it.
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &format!("-{}", self.shell.id())])
-            .status();
+        // setsid made the shell the leader of a new process group: end all of it, and
+        // force what is still there after a while.
+        let group = format!("-{}", self.shell.id());
+        let signal = |name: &str| {
+            Command::new("kill")
+                .args([name, "--", &group])
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        signal("-TERM");
         let _ = self.shell.wait();
+        for _ in 0..100 {
+            if !signal("-0") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        signal("-KILL");
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

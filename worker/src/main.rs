@@ -59,6 +59,8 @@ async fn main() -> ExitCode {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    // Every process that can end a run prices it the same way.
+    crewgraph_core::metrics::prices::install(config.prices.clone());
     let result = match cli.command.unwrap_or(Command::Work) {
         Command::Work => work::run(config).await,
         Command::Run(args) => return local_run::main(args).await,

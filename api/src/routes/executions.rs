@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::ApiTags;
+use super::execution_metrics::{RunMetricsBody, UsageBody, usage_and_metrics};
 use super::graph_bodies::example_time;
 use super::mlflow_export::MlflowExportBody;
 use crate::auth::{Auth, StreamAuth};
@@ -83,8 +84,14 @@ pub struct ExecutionBody {
     pub result: Option<Value>,
     /// When failed or cancelled: `{code, message}`.
     pub error: Option<Value>,
-    /// Token usage totals (from the result).
-    pub usage: Option<Value>,
+    /// Token usage totals: for every ended run (cancelled and failed ones too), what its
+    /// LLM calls used; null while it runs.
+    #[oai(nullable)]
+    pub usage: Option<UsageBody>,
+    /// The run's figures, recorded with its end (null until then); per task and per model
+    /// at `GET /api/v1/executions/{id}/metrics`.
+    #[oai(nullable)]
+    pub metrics: Option<RunMetricsBody>,
     /// Claims by workers so far (more than 1 after a lost worker's run was recovered).
     pub attempt: i32,
     /// The seq of the last stored event.
@@ -103,11 +110,7 @@ pub struct ExecutionBody {
 impl From<Execution> for ExecutionBody {
     fn from(e: Execution) -> Self {
         let status = e.status.into();
-        let usage = e
-            .result
-            .as_ref()
-            .and_then(|r| r.get("token_usage"))
-            .cloned();
+        let (usage, metrics) = usage_and_metrics(&e);
         ExecutionBody {
             events_url: format!("/api/v1/executions/{}/events", e.id),
             id: e.id,
@@ -119,6 +122,7 @@ impl From<Execution> for ExecutionBody {
             result: e.result,
             error: e.error,
             usage,
+            metrics,
             attempt: e.attempt,
             last_event_seq: e.last_seq,
             cancel_requested: e.cancel_requested_at.is_some(),
@@ -150,10 +154,14 @@ impl Example for ExecutionBody {
                                 "completion_tokens": 32, "successful_requests": 2}
             })),
             error: None,
-            usage: Some(
-                json!({"total_tokens": 412, "prompt_tokens": 380, "cached_prompt_tokens": 0,
-                               "completion_tokens": 32, "successful_requests": 2}),
-            ),
+            usage: Some(UsageBody {
+                total_tokens: 412,
+                prompt_tokens: 380,
+                cached_prompt_tokens: 0,
+                completion_tokens: 32,
+                successful_requests: 2,
+            }),
+            metrics: Some(RunMetricsBody::example()),
             attempt: 1,
             last_event_seq: 14,
             cancel_requested: false,

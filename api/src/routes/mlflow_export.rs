@@ -9,7 +9,7 @@ use poem_openapi::{Enum, Object};
 use super::graph_bodies::example_time;
 
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
-#[oai(rename_all = "lowercase")]
+#[oai(rename = "MlflowExportState", rename_all = "lowercase")]
 pub enum ExportStateBody {
     /// Queued, or being retried while MLflow (or the OTLP endpoint) fails.
     Pending,

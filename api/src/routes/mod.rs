@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod api_keys;
 pub mod auth;
+pub mod execution_metrics;
 pub mod executions;
 pub mod graph_bodies;
 pub mod graph_requests;
@@ -66,6 +67,7 @@ pub fn api() -> impl poem_openapi::OpenApi {
         templates::TemplatesApi,
         threads::ThreadsApi,
         executions::ExecutionsApi,
+        execution_metrics::ExecutionMetricsApi,
     )
 }
 

@@ -11,6 +11,7 @@ mod encryption;
 mod logging;
 mod mlflow;
 mod outbound;
+mod prices;
 mod reader;
 mod worker;
 
@@ -60,6 +61,8 @@ pub struct Config {
     pub log: LogConfig,
     /// MLflow runs and OTLP traces of ended executions.
     pub mlflow: MlflowConfig,
+    /// The price table for cost estimates (`CREWGRAPH_PRICES_FILE`).
+    pub prices: crate::metrics::prices::PriceTable,
     /// Things worth a warning at start-up (development defaults in use), logged once
     /// telemetry is up.
     pub warnings: Vec<String>,
@@ -139,6 +142,7 @@ impl Config {
         let (admin, allow_registration) = auth::read_accounts(&mut reader);
         let log = logging::read(&mut reader);
         let mlflow = mlflow::read(&mut reader);
+        let prices = prices::read(&mut reader);
         if !reader.problems.is_empty() {
             return Err(ConfigError {
                 problems: reader.problems,
@@ -159,6 +163,7 @@ impl Config {
             encryption_keys,
             log,
             mlflow,
+            prices,
             warnings,
         })
     }

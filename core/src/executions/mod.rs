@@ -17,6 +17,7 @@ use crate::crew::tools::ToolRegistry;
 use crate::error::{CoreError, CoreResult};
 use crate::events::{self, EventBatch, StoredEvent};
 use crate::graph::compile::{NotCompilable, compile_document};
+use crate::metrics::{self, RunMetrics};
 use crate::outbound::OutboundPolicy;
 use crate::pagination::{Cursor, Page, PageRequest};
 use crate::threads::{self, MessageRole};
@@ -48,10 +49,21 @@ pub struct Execution {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// The run's figures (`execution_metrics` as JSON): null until it ends.
+    pub metrics: Option<Value>,
+}
+
+impl Execution {
+    /// The run's figures, once it ended.
+    pub fn run_metrics(&self) -> CoreResult<Option<RunMetrics>> {
+        metrics::summary_of(&self.metrics)
+    }
 }
 
 const COLUMNS: &str = "id, graph_id, graph_version, thread_id, status, inputs, result, error, \
-                       attempt, last_seq, created_at, started_at, finished_at, cancel_requested_at";
+                       attempt, last_seq, created_at, started_at, finished_at, cancel_requested_at, \
+                       (SELECT to_jsonb(m) FROM execution_metrics m \
+                        WHERE m.execution_id = executions.id) AS metrics";
 
 pub struct ListFilter {
     pub graph_id: Option<Uuid>,

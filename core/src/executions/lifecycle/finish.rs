@@ -9,6 +9,7 @@ use super::{Outcome, Status, cancel_reason};
 use crate::error::{CoreError, CoreResult};
 use crate::events::{self, EventBatch};
 use crate::executions::queue_task::{self, REMOVE_ENDED_TASKS};
+use crate::metrics;
 use crate::threads;
 
 /// An end to record: the execution, the attempt that holds it and the status it is
@@ -82,10 +83,11 @@ struct FinishRow {
     message: String,
 }
 
-/// Records many ends at once, whatever their number in two statements: the status with
-/// its result or error, the fang tasks removed and, for chat runs, the thread's message;
-/// then the terminal events — all in the caller's transaction, so a client that sees the
-/// terminal event finds the execution finished. Returns, per end, whether it was recorded.
+/// Records many ends at once, whatever their number, in a few statements: the status
+/// with its result or error, the fang tasks removed and, for chat runs, the thread's
+/// message; then the runs' figures (`metrics::record_ends`) and the terminal events — all
+/// in the caller's transaction, so a client that sees the terminal event finds the
+/// execution finished and its figures recorded. Returns, per end, whether it was recorded.
 pub async fn finish_many<C: ConnectionTrait>(db: &C, finishes: &[Finish]) -> CoreResult<Vec<bool>> {
     if finishes.is_empty() {
         return Ok(Vec::new());
@@ -160,6 +162,9 @@ SELECT id, attempt FROM done
         .iter()
         .map(|f| done.contains(&(f.execution_id, f.attempt)))
         .collect();
+    let ended: Vec<Uuid> = done.iter().map(|(id, _)| *id).collect();
+    metrics::record_ends(db, &ended, metrics::prices::installed()).await?;
+    crate::mlflow::queue_exports(db, &ended).await?;
     let terminal: Vec<EventBatch> = finishes
         .iter()
         .zip(&recorded)
@@ -171,8 +176,6 @@ SELECT id, attempt FROM done
         })
         .collect();
     events::append(db, &terminal).await?;
-    let ended: Vec<Uuid> = terminal.iter().map(|b| b.execution_id).collect();
-    crate::mlflow::queue_exports(db, &ended).await?;
     Ok(recorded)
 }
 
