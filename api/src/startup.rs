@@ -38,6 +38,10 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(db: DatabaseConnection, config: Config) -> Self {
+        // The API ends executions too (cancelling queued ones): it queues their exports.
+        if let Err(e) = crewgraph_core::mlflow::install(&config.mlflow) {
+            tracing::error!(error = %e, "MLflow export is off");
+        }
         AppState {
             access_tokens: Arc::new(AccessTokens::new(&config.auth.jwt_secret)),
             tools: Arc::new(ToolRegistry::builtin()),

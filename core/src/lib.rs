@@ -14,6 +14,7 @@ pub mod graph;
 pub mod graphs;
 pub mod jobs;
 pub mod metrics;
+pub mod mlflow;
 pub mod open_files;
 pub mod outbound;
 pub mod pagination;

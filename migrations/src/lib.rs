@@ -13,6 +13,7 @@ mod m20261125_000005_graphs_templates_threads;
 mod m20261125_000006_executions;
 mod m20261201_000007_retention;
 mod m20261202_000008_execution_metrics;
+mod m20261202_000009_mlflow_exports;
 mod m20261202_000010_webhooks;
 
 pub use m20261125_000005_graphs_templates_threads::BUILTIN_TEMPLATES;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_executions::Migration),
             Box::new(m20261201_000007_retention::Migration),
             Box::new(m20261202_000008_execution_metrics::Migration),
+            Box::new(m20261202_000009_mlflow_exports::Migration),
             Box::new(m20261202_000010_webhooks::Migration),
         ]
     }

@@ -6,6 +6,7 @@
 pub mod app;
 pub mod database;
 pub mod http;
+pub mod mlflow;
 pub mod pipeline;
 pub mod proxy;
 pub mod scripted_llm;

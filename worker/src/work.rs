@@ -49,6 +49,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .retention_days
         .map(|days| Duration::from_secs(u64::from(days) * 24 * 3600));
     let webhooks = crewgraph_core::webhooks::DeliverySettings::from_config(&config);
+    crewgraph_core::mlflow::install(&config.mlflow)?;
     let jobs = JobPool::start(&database_url, db.clone(), retention, webhooks, JOB_WORKERS).await?;
     let running = Arc::new(Running::default());
     let (writer, writer_task) = EventWriter::start(db.clone(), running.clone());

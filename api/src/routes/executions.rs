@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use crewgraph_core::executions::{self, Execution, ListFilter, Status};
 use crewgraph_core::fields;
+use crewgraph_core::mlflow;
 use crewgraph_core::pagination::{List, PageRequest};
 use futures::Stream;
 use poem::web::Data;
@@ -20,6 +21,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use super::execution_metrics::{RunMetricsBody, UsageBody, usage_and_metrics};
 use super::graph_bodies::example_time;
+use super::mlflow_export::MlflowExportBody;
 use crate::auth::{Auth, StreamAuth};
 use crate::error::ApiError;
 use crate::event_hub::{EventBody, follow};
@@ -100,6 +102,9 @@ pub struct ExecutionBody {
     pub finished_at: Option<DateTime<Utc>>,
     /// The live event stream (SSE).
     pub events_url: String,
+    /// Its MLflow run and export state (only on `GET /api/v1/executions/{id}`); null when
+    /// MLflow export was off when it ended, or it has not ended.
+    pub mlflow: Option<MlflowExportBody>,
 }
 
 impl From<Execution> for ExecutionBody {
@@ -124,6 +129,7 @@ impl From<Execution> for ExecutionBody {
             created_at: e.created_at,
             started_at: e.started_at,
             finished_at: e.finished_at,
+            mlflow: None,
         }
     }
 }
@@ -163,6 +169,7 @@ impl Example for ExecutionBody {
             started_at: Some(example_time()),
             finished_at: Some(example_time()),
             events_url: format!("/api/v1/executions/{id}/events"),
+            mlflow: Some(MlflowExportBody::example()),
         }
     }
 }
@@ -377,7 +384,8 @@ impl ExecutionsApi {
         })))
     }
 
-    /// One execution: status, inputs, result (every task's output), usage, error, timings.
+    /// One execution: status, inputs, result (every task's output), usage, error, timings,
+    /// and its MLflow run (`mlflow`) when exports are on.
     #[oai(
         path = "/api/v1/executions/:id",
         method = "get",
@@ -390,7 +398,10 @@ impl ExecutionsApi {
         id: Path<Uuid>,
     ) -> Result<ExecutionResponse, ApiError> {
         let execution = executions::get(&state.db, &auth.0, id.0).await?;
-        Ok(ExecutionResponse::Ok(Json(execution.into())))
+        let export = mlflow::export_state(&state.db, &auth.0, id.0).await?;
+        let mut body = ExecutionBody::from(execution);
+        body.mlflow = export.map(Into::into);
+        Ok(ExecutionResponse::Ok(Json(body)))
     }
 
     /// The stored event log as JSON, for clients that do not stream: events with

@@ -12,6 +12,7 @@ pub mod graph_bodies;
 pub mod graph_requests;
 pub mod graphs;
 pub mod health;
+pub mod mlflow_export;
 pub mod templates;
 pub mod threads;
 pub mod tokens;

@@ -9,6 +9,7 @@ mod auth;
 mod database;
 mod encryption;
 mod logging;
+mod mlflow;
 mod outbound;
 mod prices;
 mod reader;
@@ -23,6 +24,10 @@ pub use auth::{AuthConfig, BootstrapAdmin, looks_like_email};
 pub use database::{DEFAULT_DATABASE_MAX_CONNECTIONS, DEFAULT_DATABASE_URL, DatabaseConfig};
 pub use encryption::EncryptionKeys;
 pub use logging::{LogConfig, LogFormat};
+pub use mlflow::{
+    DEFAULT_EXPERIMENT_NAME, EXPERIMENT_NAME_PLACEHOLDERS, MlflowAuth, MlflowConfig,
+    MlflowTracking, OtlpDestination,
+};
 pub use outbound::OutboundConfig;
 pub use reader::Lookup;
 pub use webhooks::WebhookConfig;
@@ -57,6 +62,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub encryption_keys: EncryptionKeys,
     pub log: LogConfig,
+    /// MLflow runs and OTLP traces of ended executions.
+    pub mlflow: MlflowConfig,
     /// The price table for cost estimates (`CREWGRAPH_PRICES_FILE`).
     pub prices: crate::metrics::prices::PriceTable,
     /// Things worth a warning at start-up (development defaults in use), logged once
@@ -138,6 +145,7 @@ impl Config {
         let encryption_keys = encryption::read(&mut reader, production, component, &mut warnings);
         let (admin, allow_registration) = auth::read_accounts(&mut reader);
         let log = logging::read(&mut reader);
+        let mlflow = mlflow::read(&mut reader);
         let prices = prices::read(&mut reader);
         if !reader.problems.is_empty() {
             return Err(ConfigError {
@@ -159,6 +167,7 @@ impl Config {
             },
             encryption_keys,
             log,
+            mlflow,
             prices,
             warnings,
         })

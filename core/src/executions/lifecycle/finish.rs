@@ -164,6 +164,7 @@ SELECT id, attempt FROM done
         .collect();
     let ended: Vec<Uuid> = done.iter().map(|(id, _)| *id).collect();
     metrics::record_ends(db, &ended, metrics::prices::installed()).await?;
+    crate::mlflow::queue_exports(db, &ended).await?;
     let terminal: Vec<EventBatch> = finishes
         .iter()
         .zip(&recorded)
