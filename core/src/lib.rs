@@ -13,6 +13,7 @@ pub mod fields;
 pub mod graph;
 pub mod graphs;
 pub mod jobs;
+pub mod monitoring;
 pub mod open_files;
 pub mod outbound;
 pub mod pagination;

@@ -9,6 +9,7 @@ mod auth;
 mod database;
 mod encryption;
 mod logging;
+mod monitoring;
 mod outbound;
 mod reader;
 mod worker;
@@ -21,6 +22,7 @@ pub use auth::{AuthConfig, BootstrapAdmin, looks_like_email};
 pub use database::{DEFAULT_DATABASE_MAX_CONNECTIONS, DEFAULT_DATABASE_URL, DatabaseConfig};
 pub use encryption::EncryptionKeys;
 pub use logging::{LogConfig, LogFormat};
+pub use monitoring::{DEFAULT_WORKER_HTTP_ADDR, MonitoringConfig};
 pub use outbound::OutboundConfig;
 pub use reader::Lookup;
 pub use worker::{DEFAULT_WORKER_CONCURRENCY, ExecutionLimits, WorkerConfig};
@@ -53,6 +55,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub encryption_keys: EncryptionKeys,
     pub log: LogConfig,
+    pub monitoring: MonitoringConfig,
     /// Things worth a warning at start-up (development defaults in use), logged once
     /// telemetry is up.
     pub warnings: Vec<String>,
@@ -131,6 +134,7 @@ impl Config {
         let encryption_keys = encryption::read(&mut reader, production, component, &mut warnings);
         let (admin, allow_registration) = auth::read_accounts(&mut reader);
         let log = logging::read(&mut reader);
+        let monitoring = monitoring::read(&mut reader);
         if !reader.problems.is_empty() {
             return Err(ConfigError {
                 problems: reader.problems,
@@ -150,6 +154,7 @@ impl Config {
             },
             encryption_keys,
             log,
+            monitoring,
             warnings,
         })
     }
