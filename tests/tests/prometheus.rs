@@ -174,9 +174,24 @@ async fn a_run_moves_the_api_and_worker_counters_with_route_templates_and_no_ids
     let unknown = api.get(&format!("/api/v1/no-such-thing/{id}")).await;
     assert_eq!(unknown.status(), 404);
 
-    // The API: the kickoff counted under its template, with latency buckets; the stream
-    // closed; queue gauges back to empty.
-    let text = scrape_text(&api.base_url).await;
+    assert_api_metrics(&api.base_url, email).await;
+    let worker_url = worker_http_url(&worker);
+    assert_worker_metrics(&worker_url).await;
+
+    let health = reqwest::get(format!("{worker_url}/health"))
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200);
+    let health = health.json::<serde_json::Value>().await.expect("JSON");
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["database"], "ok");
+    assert_eq!(health["draining"], false);
+}
+
+/// After one run: the kickoff counted under its template, with latency buckets; the
+/// stream closed; the queue empty; no label carries an id or the user's email.
+async fn assert_api_metrics(api_url: &str, email: &str) {
+    let text = scrape_text(api_url).await;
     let samples = parse(&text);
     let kickoffs = value(
         &samples,
@@ -230,17 +245,18 @@ async fn a_run_moves_the_api_and_worker_counters_with_route_templates_and_no_ids
             );
         }
     }
-    let after = scrape_until(&api.base_url, |s| {
+    let after = scrape_until(api_url, |s| {
         value(s, "crewgraph_sse_clients", &[]) == Some(0.0)
     })
     .await;
     assert_eq!(value(&after, "crewgraph_queue_depth", &[]), Some(0.0));
     assert!(value(&after, "crewgraph_executions_running", &[]).is_some());
     assert!(value(&after, "crewgraph_db_pool_connections", &[]).is_some_and(|v| v >= 1.0));
+}
 
-    // The worker's own port: the run's end, its LLM call and tokens, its slots.
-    let worker_url = worker_http_url(&worker);
-    let text = scrape_text(&worker_url).await;
+/// After one run: the run's end, its LLM call and tokens, the worker's slots.
+async fn assert_worker_metrics(worker_url: &str) {
+    let text = scrape_text(worker_url).await;
     let samples = parse(&text);
     let succeeded = value(
         &samples,
@@ -272,15 +288,6 @@ async fn a_run_moves_the_api_and_worker_counters_with_route_templates_and_no_ids
             "{sample:?}"
         );
     }
-
-    let health = reqwest::get(format!("{worker_url}/health"))
-        .await
-        .expect("health");
-    assert_eq!(health.status(), 200);
-    let health = health.json::<serde_json::Value>().await.expect("JSON");
-    assert_eq!(health["status"], "ok");
-    assert_eq!(health["database"], "ok");
-    assert_eq!(health["draining"], false);
 }
 
 #[tokio::test]
@@ -389,6 +396,47 @@ async fn health_answers_503_when_the_database_is_gone_and_the_health_command_fol
     drop(worker);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(health_command(&http_addr).await, Some(1));
+}
+
+#[tokio::test]
+async fn a_draining_worker_turns_unhealthy_while_its_crews_finish() {
+    let db = database().await;
+    let llm = ScriptedLlm::start(Script {
+        latency_ms: 3_000,
+        ..Script::default()
+    })
+    .await;
+    let api = api(&db).await;
+    let mut worker = spawn_worker(&db.url, &llm.openai_base_url(), &[]).await;
+    let worker_url = worker_http_url(&worker);
+    let token = signed_up(&api, "drain@example.com").await;
+    let graph = create_graph(&api, &token, one_task_graph()).await;
+    let execution = kickoff(&api, &token, &graph, json!({"question": "slow?"})).await;
+    let id = execution["id"].as_str().expect("id");
+    wait_for_status(&api, &token, id, Some("running"), RUN_TIMEOUT).await;
+    scrape_until(&worker_url, |s| {
+        value(s, "crewgraph_worker_crews_running", &[]) == Some(1.0)
+    })
+    .await;
+
+    worker.signal("TERM");
+    let draining = scrape_until(&worker_url, |s| {
+        value(s, "crewgraph_worker_draining", &[]) == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        value(&draining, "crewgraph_worker_crews_running", &[]),
+        Some(1.0)
+    );
+    let health = reqwest::get(format!("{worker_url}/health"))
+        .await
+        .expect("health while draining");
+    assert_eq!(health.status(), 503);
+    let health = health.json::<serde_json::Value>().await.expect("JSON");
+    assert_eq!(health["draining"], true);
+    assert_eq!(health["database"], "ok");
+    assert_eq!(worker.wait_exit(RUN_TIMEOUT).await, Some(0));
+    wait_for_status(&api, &token, id, Some("succeeded"), RUN_TIMEOUT).await;
 }
 
 #[tokio::test]
