@@ -4,6 +4,7 @@
 
 use crewgraph_core::db::{self, DbFailure};
 use crewgraph_core::error::CoreError;
+use poem::PathPattern;
 use poem::error::{MethodNotAllowedError, NotFoundError, ResponseError};
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
@@ -361,6 +362,21 @@ pub fn json_error(
 /// poem and poem-openapi produce their own errors (unknown route, wrong method, bad
 /// payload, wrong content type...) as plain text; this is where they are caught.
 pub async fn into_json_response(err: poem::Error) -> Response {
+    // The route template the router matched, kept for the request metrics; a path no
+    // route matched (`NotFoundError`) keeps none, even inside a nested router.
+    let pattern = if err.is::<NotFoundError>() {
+        None
+    } else {
+        err.data::<PathPattern>().cloned()
+    };
+    let mut response = error_response(err);
+    if let Some(pattern) = pattern {
+        response.set_data(pattern);
+    }
+    response
+}
+
+fn error_response(err: poem::Error) -> Response {
     if let Some(api_error) = err.downcast_ref::<ApiError>() {
         return api_error.as_response();
     }

@@ -7,5 +7,6 @@ pub mod event_hub;
 pub mod json_body;
 pub mod middleware;
 pub mod peer_close;
+pub mod prometheus;
 pub mod routes;
 pub mod startup;

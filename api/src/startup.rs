@@ -11,7 +11,7 @@ use crewgraph_core::crew::tools::ToolRegistry;
 use crewgraph_core::outbound::OutboundPolicy;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::CatchPanic;
-use poem::{EndpointExt, Route, Server};
+use poem::{EndpointExt, Route, Server, get};
 use poem_openapi::OpenApiService;
 use sea_orm::DatabaseConnection;
 
@@ -19,6 +19,7 @@ use crate::error::{into_json_response, panic_response};
 use crate::event_hub::EventHub;
 use crate::middleware::{BodyLimit, RequestContext};
 use crate::peer_close::PeerCloseAcceptor;
+use crate::prometheus::{self, RequestMetrics};
 use crate::routes;
 
 pub const API_TITLE: &str = "crewgraph API";
@@ -75,16 +76,19 @@ pub fn app(state: AppState) -> impl poem::Endpoint {
     let spec = service.spec_endpoint();
     let max_body_bytes = state.config.api.max_body_bytes;
     let cors = Cors::new(state.config.api.cors_origins.clone());
+    let request_metrics = RequestMetrics::new(&service.spec());
     Route::new()
         .nest("/", service)
         .at("/openapi.json", spec)
         .nest("/docs", swagger)
+        .at("/metrics", get(prometheus::metrics))
         .with(BodyLimit {
             limit: max_body_bytes,
         })
         .data(state)
         .catch_all_error(into_json_response)
         .with(CatchPanic::new().with_handler(panic_response))
+        .with(request_metrics)
         .with(RequestContext)
         .with(cors)
 }

@@ -15,6 +15,7 @@ pub mod graphs;
 pub mod jobs;
 pub mod metrics;
 pub mod mlflow;
+pub mod monitoring;
 pub mod open_files;
 pub mod outbound;
 pub mod pagination;

@@ -72,6 +72,9 @@ impl TestProcess {
             .env_clear()
             .env("CREWGRAPH_LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
+            // Workers of parallel tests must not fight over the default port; a worker
+            // logs the port it got (`http_addr` on "crewgraph-worker ready").
+            .env("CREWGRAPH_WORKER_HTTP_ADDR", "127.0.0.1:0")
             .current_dir(workdir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -43,6 +43,20 @@ pub async fn spawn_worker(
     process
 }
 
+/// The base URL of a started worker's own HTTP port (`/metrics`, `/health`), from its
+/// "crewgraph-worker ready" log line.
+pub fn worker_http_url(worker: &TestProcess) -> String {
+    let ready = worker
+        .json_logs()
+        .into_iter()
+        .find(|line| line["message"] == "crewgraph-worker ready")
+        .expect("the worker logged that it is ready");
+    let addr = ready["http_addr"]
+        .as_str()
+        .expect("the ready line names the worker's HTTP address");
+    format!("http://{addr}")
+}
+
 /// One agent, one task `Answer {question}` (no tools): one LLM call per run.
 pub fn one_task_graph() -> Value {
     json!({

@@ -366,7 +366,7 @@ async fn write<'a>(
         .collect();
     let mut finished = lifecycle::finish_many(&txn, &finishes).await?.into_iter();
     let mut recorded = Vec::with_capacity(completions.len());
-    for completion in completions {
+    for completion in &completions {
         recorded.push(match completion {
             Completion::Finish(..) => finished.next().unwrap_or(false),
             Completion::HandBack {
@@ -377,5 +377,11 @@ async fn write<'a>(
         });
     }
     txn.commit().await?;
+    let executions = &crewgraph_core::monitoring::metrics().executions;
+    for (completion, recorded) in completions.iter().zip(&recorded) {
+        if let (Completion::Finish(finish), true) = (completion, recorded) {
+            executions.finished(&finish.outcome);
+        }
+    }
     Ok((written, recorded))
 }

@@ -12,6 +12,7 @@ mod claim_loop;
 mod context;
 mod event_writer;
 mod execute;
+mod http;
 mod listener;
 mod maintenance;
 mod running;
@@ -38,6 +39,9 @@ enum Command {
     Work,
     /// Run one graph (or CrewSpec) locally, without a database, printing its events.
     Run(local_run::RunArgs),
+    /// Ask the local worker's `/health` (CREWGRAPH_WORKER_HTTP_ADDR); exit 0 when healthy,
+    /// 1 otherwise (for a container HEALTHCHECK).
+    Health,
 }
 
 #[tokio::main]
@@ -46,6 +50,9 @@ async fn main() -> ExitCode {
     // Runs without the worker's configuration (no database, no CREWGRAPH_* variables).
     if let Some(Command::Run(args)) = cli.command {
         return local_run::main(args).await;
+    }
+    if let Some(Command::Health) = cli.command {
+        return health().await;
     }
     let config = match Config::from_env(Component::Worker) {
         Ok(config) => config,
@@ -64,6 +71,7 @@ async fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Work) {
         Command::Work => work::run(config).await,
         Command::Run(args) => return local_run::main(args).await,
+        Command::Health => return health().await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -72,6 +80,27 @@ async fn main() -> ExitCode {
                 error = format!("{e:#}"),
                 "crewgraph-worker stopped with an error"
             );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `crewgraph-worker health`: only the monitoring settings matter (no secrets needed).
+async fn health() -> ExitCode {
+    let config = match Config::from_env(Component::Maintenance) {
+        Ok(config) => config,
+        Err(e) => {
+            eprint!("crewgraph-worker: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match http::check(&config.monitoring).await {
+        Ok(()) => {
+            println!("healthy");
+            ExitCode::SUCCESS
+        }
+        Err(problem) => {
+            eprintln!("crewgraph-worker: {problem}");
             ExitCode::FAILURE
         }
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crewgraph_core::executions::lifecycle;
+use crewgraph_core::executions::lifecycle::{self, Status, end_code};
 use crewgraph_core::jobs;
 use tokio_util::sync::CancellationToken;
 
@@ -99,6 +99,10 @@ pub async fn reaper(context: Arc<WorkerContext>, stopping: CancellationToken) {
         }
         match lifecycle::reap(&context.db, context.lost_after, context.max_attempts).await {
             Ok(reaped) if reaped != lifecycle::Reaped::default() => {
+                let executions = &crewgraph_core::monitoring::metrics().executions;
+                let (failed, cancelled) = (reaped.failed as u64, reaped.cancelled as u64);
+                executions.finished_as(Status::Failed, end_code::WORKER_LOST, failed);
+                executions.finished_as(Status::Cancelled, end_code::CANCELLED, cancelled);
                 tracing::info!(
                     requeued = reaped.requeued,
                     failed = reaped.failed,

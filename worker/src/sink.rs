@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crewgraph_core::crew::events::{EventSink, RuntimeEvent};
+use crewgraph_core::monitoring::RunMetrics;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc::error::TrySendError;
 use uuid::Uuid;
@@ -202,6 +203,9 @@ impl EventSink for ExecutionSink {
             // Derived from the outcome and written with the status (see the module doc).
             terminal if terminal.is_terminal() => inner.flush_pending(None),
             other => {
+                if let Some(metrics) = RunMetrics::get() {
+                    metrics.observe(&other);
+                }
                 inner.flush_pending(None);
                 inner.send(other);
             }

@@ -12,6 +12,7 @@ use crewgraph_core::crew::llm::HttpLlmConnector;
 use crewgraph_core::crew::tools::ToolRegistry;
 use crewgraph_core::executions::credentials::Fallback;
 use crewgraph_core::jobs::JobPool;
+use crewgraph_core::monitoring::RunMetrics;
 use crewgraph_core::{db, shutdown};
 use secrecy::ExposeSecret as _;
 use tokio::sync::{Notify, Semaphore};
@@ -19,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::WorkerContext;
 use crate::event_writer::EventWriter;
+use crate::http::{HttpPort, HttpState};
 use crate::running::{Running, StopReason};
 use crate::{claim_loop, listener, maintenance};
 
@@ -43,6 +45,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             pending.len()
         );
     }
+    // Bound before anything starts: a taken port stops the worker at once.
+    let http_port = HttpPort::bind(&config.monitoring).await?;
     let database_url = config.database.url.expose_secret().to_string();
     let retention = config
         .worker
@@ -80,9 +84,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             connected_since: Some(std::time::Instant::now()),
         }),
     });
+    RunMetrics::install(&context.tools);
     let stopping = CancellationToken::new();
     let stopped = CancellationToken::new();
-    let background = [
+    let http_addr = http_port.as_ref().and_then(HttpPort::local_addr);
+    let mut background = vec![
         tokio::spawn(listener::run(
             context.clone(),
             database_url,
@@ -91,10 +97,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(maintenance::reaper(context.clone(), stopping.clone())),
         tokio::spawn(maintenance::heartbeat(context.clone(), stopped.clone())),
     ];
+    if let Some(port) = http_port {
+        let state = HttpState {
+            db: db.clone(),
+            running: running.clone(),
+            slots: context.slots.clone(),
+            concurrency,
+            stopping: stopping.clone(),
+            metrics_token: config.monitoring.metrics_token.clone(),
+        };
+        background.push(port.serve(state, stopped.clone()));
+    }
     let claims = tokio::spawn(claim_loop::run(context.clone(), stopping.clone()));
     tracing::info!(
         worker_id = %context.worker_id,
         concurrency,
+        http_addr = http_addr.map(|a| a.to_string()),
         fallback_llm = context.fallback.base_url.is_some(),
         retention_days = config.worker.retention_days,
         "crewgraph-worker ready"
@@ -125,7 +143,7 @@ struct Stopping {
     running: Arc<Running>,
     jobs: JobPool,
     claims: tokio::task::JoinHandle<()>,
-    background: [tokio::task::JoinHandle<()>; 3],
+    background: Vec<tokio::task::JoinHandle<()>>,
     writer_task: tokio::task::JoinHandle<()>,
     stopping: CancellationToken,
     stopped: CancellationToken,

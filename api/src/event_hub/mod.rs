@@ -6,6 +6,7 @@
 //! after a PostgreSQL restart) costs a re-read, never an event.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +50,8 @@ struct Topic {
 pub struct EventHub {
     db: DatabaseConnection,
     topics: Mutex<HashMap<Uuid, Topic>>,
+    /// Live subscriptions: one per connected SSE client (for `/metrics`).
+    clients: AtomicUsize,
 }
 
 /// A follower of one execution; leaving (drop) forgets the topic when it was the last.
@@ -60,6 +63,7 @@ pub struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        self.hub.clients.fetch_sub(1, Ordering::Relaxed);
         if let Ok(mut topics) = self.hub.topics.lock()
             && let Some(topic) = topics.get_mut(&self.execution_id)
         {
@@ -76,10 +80,17 @@ impl EventHub {
         Arc::new(EventHub {
             db,
             topics: Mutex::new(HashMap::new()),
+            clients: AtomicUsize::new(0),
         })
     }
 
+    /// SSE clients following an execution on this process right now.
+    pub fn clients(&self) -> usize {
+        self.clients.load(Ordering::Relaxed)
+    }
+
     pub fn subscribe(self: &Arc<Self>, execution_id: Uuid) -> Subscription {
+        self.clients.fetch_add(1, Ordering::Relaxed);
         let receiver = match self.topics.lock() {
             Ok(mut topics) => {
                 let topic = topics.entry(execution_id).or_insert_with(|| Topic {

@@ -10,6 +10,7 @@ mod database;
 mod encryption;
 mod logging;
 mod mlflow;
+mod monitoring;
 mod outbound;
 mod prices;
 mod reader;
@@ -28,6 +29,7 @@ pub use mlflow::{
     DEFAULT_EXPERIMENT_NAME, EXPERIMENT_NAME_PLACEHOLDERS, MlflowAuth, MlflowConfig,
     MlflowTracking, OtlpDestination,
 };
+pub use monitoring::{DEFAULT_WORKER_HTTP_ADDR, MonitoringConfig};
 pub use outbound::OutboundConfig;
 pub use reader::Lookup;
 pub use webhooks::WebhookConfig;
@@ -66,6 +68,7 @@ pub struct Config {
     pub mlflow: MlflowConfig,
     /// The price table for cost estimates (`CREWGRAPH_PRICES_FILE`).
     pub prices: crate::metrics::prices::PriceTable,
+    pub monitoring: MonitoringConfig,
     /// Things worth a warning at start-up (development defaults in use), logged once
     /// telemetry is up.
     pub warnings: Vec<String>,
@@ -147,6 +150,7 @@ impl Config {
         let log = logging::read(&mut reader);
         let mlflow = mlflow::read(&mut reader);
         let prices = prices::read(&mut reader);
+        let monitoring = monitoring::read(&mut reader);
         if !reader.problems.is_empty() {
             return Err(ConfigError {
                 problems: reader.problems,
@@ -169,6 +173,7 @@ impl Config {
             log,
             mlflow,
             prices,
+            monitoring,
             warnings,
         })
     }

@@ -290,3 +290,46 @@ fn webhook_settings_have_defaults_and_bad_values_are_named() {
         ]
     );
 }
+
+#[test]
+fn the_worker_http_port_defaults_to_loopback_can_be_turned_off_and_the_metrics_token_is_checked() {
+    let config = load(Component::Worker, &[]).expect("defaults");
+    assert_eq!(
+        config.monitoring.worker_http_addr.map(|a| a.to_string()),
+        Some(DEFAULT_WORKER_HTTP_ADDR.to_string())
+    );
+    assert!(config.monitoring.metrics_token.is_none());
+    let config = load(
+        Component::Worker,
+        &[
+            ("CREWGRAPH_WORKER_HTTP_ADDR", "OFF"),
+            ("CREWGRAPH_METRICS_TOKEN", "a-long-enough-scrape-token"),
+        ],
+    )
+    .expect("valid");
+    assert_eq!(config.monitoring.worker_http_addr, None);
+    assert_eq!(
+        config
+            .monitoring
+            .metrics_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_string()),
+        Some("a-long-enough-scrape-token".to_string())
+    );
+    let err = load(
+        Component::Api,
+        &[
+            ("CREWGRAPH_WORKER_HTTP_ADDR", "localhost"),
+            ("CREWGRAPH_METRICS_TOKEN", "short"),
+        ],
+    )
+    .expect_err("both malformed");
+    assert_eq!(
+        variables(&err),
+        vec!["CREWGRAPH_WORKER_HTTP_ADDR", "CREWGRAPH_METRICS_TOKEN"]
+    );
+    assert!(
+        !err.to_string().contains("short"),
+        "a rejected token is never echoed"
+    );
+}

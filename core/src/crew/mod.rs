@@ -19,6 +19,7 @@ pub mod spec;
 mod tool_usage;
 pub mod tools;
 
+pub use delegation::{ASK_QUESTION, DELEGATE_WORK};
 pub use events::{EventSink, RuntimeEvent};
 pub use output::{CrewOutput, TaskOutput, UsageMetrics};
 pub use runtime::{RunDeps, RunError, run_crew};

@@ -437,9 +437,10 @@ pub async fn cancel(
         .await?
         .ok_or(CoreError::NotFound("execution"))?;
     let status: Status = row.try_get("", "status")?;
+    let mut ended_before_start = false;
     match status {
         Status::Queued => {
-            lifecycle::finish(
+            ended_before_start = lifecycle::finish(
                 &txn,
                 &lifecycle::Finish {
                     execution_id: id,
@@ -474,6 +475,13 @@ pub async fn cancel(
     }
     let execution = get_in(&txn, principal, id).await?;
     txn.commit().await?;
+    if ended_before_start {
+        crate::monitoring::metrics().executions.finished_as(
+            Status::Cancelled,
+            lifecycle::end_code::CANCELLED,
+            1,
+        );
+    }
     Ok(execution)
 }
 

@@ -46,7 +46,45 @@ pub enum WireApi {
     Messages,
 }
 
+/// The provider of a known LiteLLM prefix (`None`: a prefix kept in the model name).
+fn provider_of_prefix(prefix: &str) -> Option<Provider> {
+    let is = |name: &str| prefix.eq_ignore_ascii_case(name);
+    if is("openai") {
+        Some(Provider::OpenAi)
+    } else if is("anthropic") {
+        Some(Provider::Anthropic)
+    } else if is("ollama") || is("ollama_chat") {
+        Some(Provider::Ollama)
+    } else if is("azure") {
+        Some(Provider::Azure)
+    } else if OPENAI_COMPATIBLE_PREFIXES.iter().any(|p| is(p)) {
+        Some(Provider::OpenAiCompatible)
+    } else {
+        None
+    }
+}
+
+/// A bare model name's provider, as LiteLLM infers it: Claude models are Anthropic's,
+/// everything else is taken as OpenAI's.
+fn provider_of_bare_name(model: &str) -> Provider {
+    if model.starts_with("claude") {
+        Provider::Anthropic
+    } else {
+        Provider::OpenAi
+    }
+}
+
 impl Provider {
+    /// The provider a model string is routed to, as [`ModelRoute::parse`] decides it,
+    /// without allocating (metrics label every LLM call with it).
+    pub fn of_model(model: &str) -> Provider {
+        let model = model.trim();
+        match model.split_once('/') {
+            None => provider_of_bare_name(model),
+            Some((prefix, _)) => provider_of_prefix(prefix).unwrap_or(Provider::OpenAiCompatible),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Provider::OpenAi => "openai",
@@ -110,15 +148,8 @@ impl ModelRoute {
             ));
         }
         let Some((prefix, rest)) = model.split_once('/') else {
-            // LiteLLM infers the provider of a bare name: Claude models are Anthropic's,
-            // everything else is taken as OpenAI's.
-            let provider = if model.starts_with("claude") {
-                Provider::Anthropic
-            } else {
-                Provider::OpenAi
-            };
             return Ok(ModelRoute {
-                provider,
+                provider: provider_of_bare_name(model),
                 wire_model: model.to_owned(),
                 prefix: None,
             });
@@ -136,15 +167,9 @@ impl ModelRoute {
                 })
             }
         };
-        match prefix.to_ascii_lowercase().as_str() {
-            "openai" => known(Provider::OpenAi),
-            "anthropic" => known(Provider::Anthropic),
-            "ollama" | "ollama_chat" => known(Provider::Ollama),
-            "azure" => known(Provider::Azure),
-            other if OPENAI_COMPATIBLE_PREFIXES.contains(&other) => {
-                known(Provider::OpenAiCompatible)
-            }
-            _ => Ok(ModelRoute {
+        match provider_of_prefix(prefix) {
+            Some(provider) => known(provider),
+            None => Ok(ModelRoute {
                 provider: Provider::OpenAiCompatible,
                 wire_model: model.to_owned(),
                 prefix: Some(prefix.to_owned()),
@@ -198,6 +223,23 @@ mod tests {
 
     fn route(model: &str) -> ModelRoute {
         ModelRoute::parse(model).expect("parses")
+    }
+
+    #[test]
+    fn of_model_names_the_provider_parse_routes_to() {
+        for model in [
+            "openai/gpt-4o-mini",
+            "OpenAI/gpt-4o",
+            "anthropic/claude-3-5-sonnet-latest",
+            "claude-3-haiku",
+            "gpt-4o",
+            "ollama_chat/llama3.1",
+            "azure/my-deployment",
+            "groq/llama-3.1-70b",
+            "meta-llama/Llama-3.1-8B",
+        ] {
+            assert_eq!(Provider::of_model(model), route(model).provider, "{model}");
+        }
     }
 
     #[test]

@@ -109,20 +109,19 @@ async fn fail_unreadable(
     task_id: Uuid,
 ) -> CoreResult<()> {
     let txn = db.begin().await?;
-    finish(
+    let outcome = Outcome::failed(
+        end_code::UNREADABLE_EXECUTION,
+        "the stored crew cannot be read by this worker version",
+    );
+    let recorded = finish(
         &txn,
-        &Finish::of_running(
-            execution_id,
-            attempt,
-            task_id,
-            Outcome::failed(
-                end_code::UNREADABLE_EXECUTION,
-                "the stored crew cannot be read by this worker version",
-            ),
-        ),
+        &Finish::of_running(execution_id, attempt, task_id, outcome.clone()),
     )
     .await?;
     txn.commit().await?;
+    if recorded {
+        crate::monitoring::metrics().executions.finished(&outcome);
+    }
     Ok(())
 }
 
