@@ -7,7 +7,7 @@ use crate::error::{CoreError, CoreResult};
 
 /// PostgreSQL's earliest `timestamptz` (4714-11-24 00:00 UTC BC), in microseconds since
 /// the Unix epoch. Its latest (year 294276) is beyond what `DateTime<Utc>` holds.
-const EARLIEST_STORABLE_MICROS: i64 = -210_866_803_200_000_000;
+pub const EARLIEST_STORABLE_MICROS: i64 = -210_866_803_200_000_000;
 
 /// Whether PostgreSQL can store (and compare with) this time.
 pub fn is_storable_time(time: DateTime<Utc>) -> bool {

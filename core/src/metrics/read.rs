@@ -122,6 +122,10 @@ pub async fn of_execution<C: ConnectionTrait>(
     let run: Option<Value> = row.try_get("", "run")?;
     let Some(run) = run else {
         let status: String = row.try_get("", "status")?;
+        if crate::executions::Status::parse(&status).is_some_and(|s| s.is_terminal()) {
+            // Ended before this version kept figures.
+            return Err(CoreError::NotFound("execution metrics"));
+        }
         return Err(CoreError::Conflict {
             code: "execution_not_ended",
             message: format!("the execution is {status}: its figures are recorded when it ends"),

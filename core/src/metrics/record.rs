@@ -60,6 +60,12 @@ struct SpecTask {
     agent: Option<usize>,
 }
 
+/// More tokens than any call can use (10^12); larger reports are capped to it.
+const MAX_TOKENS_PER_CALL: u64 = 1_000_000_000_000;
+/// A run's sums stay far below `bigint`'s limit, so dashboards summing millions of runs
+/// cannot overflow either.
+const MAX_TOKENS: u64 = 1_000_000_000_000_000;
+
 /// Counts of one scope (a run, a task, a model).
 #[derive(Debug, Default, Clone, PartialEq, Serialize)]
 pub struct Counts {
@@ -76,12 +82,22 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Counts a call's usage. A provider (any endpoint a user names) may report absurd
+    /// numbers: each is capped, so the sums always fit the `bigint` columns and a run's
+    /// end can always be recorded.
     fn add_usage(&mut self, usage: &UsageMetrics, cost: f64) {
-        self.prompt_tokens += usage.prompt_tokens;
-        self.completion_tokens += usage.completion_tokens;
-        self.cached_prompt_tokens += usage.cached_prompt_tokens;
-        self.total_tokens += usage.total_tokens;
-        self.cost_usd += cost;
+        let add = |sum: &mut u64, n: u64| {
+            *sum = sum
+                .saturating_add(n.min(MAX_TOKENS_PER_CALL))
+                .min(MAX_TOKENS)
+        };
+        add(&mut self.prompt_tokens, usage.prompt_tokens);
+        add(&mut self.completion_tokens, usage.completion_tokens);
+        add(&mut self.cached_prompt_tokens, usage.cached_prompt_tokens);
+        add(&mut self.total_tokens, usage.total_tokens);
+        if cost.is_finite() {
+            self.cost_usd += cost;
+        }
     }
 }
 
@@ -429,4 +445,28 @@ const COUNT_TYPES: &str = "llm_calls integer, llm_failures integer, successful_r
 
 fn to_json<T: Serialize>(rows: &[T]) -> CoreResult<Value> {
     serde_json::to_value(rows).map_err(|e| CoreError::Internal(e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_token_reports_are_capped_so_the_figures_always_fit() {
+        let mut counts = Counts::default();
+        let huge = UsageMetrics {
+            total_tokens: u64::MAX,
+            prompt_tokens: 10_000_000_000_000_000_000,
+            cached_prompt_tokens: 0,
+            completion_tokens: 7,
+            successful_requests: 1,
+        };
+        for _ in 0..3 {
+            counts.add_usage(&huge, f64::INFINITY);
+        }
+        assert_eq!(counts.prompt_tokens, 3 * MAX_TOKENS_PER_CALL);
+        assert_eq!(counts.completion_tokens, 21);
+        assert!(counts.total_tokens <= MAX_TOKENS && MAX_TOKENS < i64::MAX as u64);
+        assert_eq!(counts.cost_usd, 0.0, "a non-finite cost is not added");
+    }
 }

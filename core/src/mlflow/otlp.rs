@@ -124,8 +124,15 @@ pub async fn send(
     execution_id: Uuid,
     spans: &[SpanNode],
 ) -> Result<(), ExportError> {
+    // The exporter's own text names the endpoint URL (which may carry a token) and the
+    // collector's answer: it goes to the operator's log only, never into the export state
+    // that users read.
     let failed = |e: &dyn std::fmt::Display| {
-        ExportError::new(format!("sending the trace to {}: {e}", destination.label))
+        tracing::warn!(destination = %destination.label, error = %e, "trace export failed");
+        ExportError::new(format!(
+            "sending the trace to {} failed (see the worker's log)",
+            destination.label
+        ))
     };
     let mut exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()

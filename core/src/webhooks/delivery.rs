@@ -292,7 +292,7 @@ async fn send(policy: &OutboundPolicy, secret: &SecretString, request: &Request<
     let mut error = format!("HTTP {}", status.as_u16());
     if status.is_redirection() {
         error.push_str(" (redirects are not followed)");
-    } else if let Ok(text) = response.text().await {
+    } else if let Some(text) = answer_prefix(response).await {
         let snippet: String = text.trim().chars().take(ANSWER_SNIPPET_CHARS).collect();
         if !snippet.is_empty() {
             error.push_str(": ");
@@ -406,6 +406,23 @@ async fn record(
         ),
     }
     Ok(())
+}
+
+/// The start of a receiver's answer: read chunk by chunk and dropped after a few KiB, so a
+/// receiver streaming a huge body cannot fill the worker's memory.
+async fn answer_prefix(mut response: reqwest::Response) -> Option<String> {
+    const LIMIT: usize = 4 * 1024;
+    let mut bytes = Vec::new();
+    while bytes.len() < LIMIT {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(_) if bytes.is_empty() => return None,
+            Err(_) => break,
+        }
+    }
+    bytes.truncate(LIMIT);
+    Some(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[cfg(test)]

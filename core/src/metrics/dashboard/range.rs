@@ -40,6 +40,8 @@ impl TimeRange {
             (None, Some(to)) => (to - default_span, to),
             (None, None) => (now - default_span, now),
         };
+        // A default `from` computed from a very early `to` may itself be unstorable.
+        storable_time(Some(from), "to")?;
         if to <= from {
             return Err(CoreError::invalid(
                 "invalid_range",
@@ -203,6 +205,14 @@ mod tests {
         assert_eq!(
             refused(Some(DateTime::<Utc>::MIN_UTC), Some(t)),
             ("invalid_timestamp", Some("from"))
+        );
+        // A storable `to` whose default `from` (7 days earlier) is not.
+        let earliest =
+            DateTime::<Utc>::from_timestamp_micros(crate::fields::EARLIEST_STORABLE_MICROS + 1)
+                .expect("time");
+        assert_eq!(
+            refused(None, Some(earliest)),
+            ("invalid_timestamp", Some("to"))
         );
     }
 

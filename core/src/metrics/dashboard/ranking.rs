@@ -71,7 +71,11 @@ impl RankKey {
 
     /// The key as text (end codes, models).
     pub fn text(&self) -> CoreResult<String> {
-        String::from_utf8(self.key.clone()).map_err(|_| invalid_cursor())
+        // PostgreSQL text holds no NUL: such a key never came from us.
+        String::from_utf8(self.key.clone())
+            .ok()
+            .filter(|text| !text.contains('\0'))
+            .ok_or_else(invalid_cursor)
     }
 }
 
@@ -138,6 +142,15 @@ mod tests {
     use crate::pagination::{List, PageRequest};
 
     const RANKINGS: [Ranking; 3] = [Ranking::FailingGraphs, Ranking::EndCodes, Ranking::Models];
+
+    #[test]
+    fn a_key_postgres_cannot_hold_is_an_invalid_cursor() {
+        let key = RankKey {
+            figure: 1,
+            key: b"model\0name".to_vec(),
+        };
+        assert!(key.text().is_err());
+    }
 
     #[test]
     fn cursors_round_trip_and_belong_to_one_ranking() {
