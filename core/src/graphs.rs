@@ -350,9 +350,20 @@ pub async fn update_details(
 }
 
 pub async fn delete(db: &DatabaseConnection, principal: &Principal, id: Uuid) -> CoreResult<()> {
-    let deleted = db
+    let txn = db.begin().await?;
+    // The graph's executions first, in id order: a run ending meanwhile holds its
+    // execution and then references the graph (its figures, its webhook deliveries),
+    // while the delete's `SET NULL` on executions would otherwise hold the graph and
+    // wait for the execution — a deadlock. Taking the executions first orders both alike.
+    txn.execute(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        "SELECT id FROM executions WHERE graph_id = $1 AND user_id = $2 ORDER BY id FOR UPDATE",
+        [id.into(), principal.user_id.into()],
+    ))
+    .await?;
+    let deleted = txn
         .execute(Statement::from_sql_and_values(
-            db.get_database_backend(),
+            txn.get_database_backend(),
             "DELETE FROM graphs WHERE id = $1 AND user_id = $2",
             [id.into(), principal.user_id.into()],
         ))
@@ -361,6 +372,7 @@ pub async fn delete(db: &DatabaseConnection, principal: &Principal, id: Uuid) ->
     if deleted == 0 {
         return Err(CoreError::NotFound("graph"));
     }
+    txn.commit().await?;
     Ok(())
 }
 
